@@ -1,0 +1,3 @@
+from audiosetdl.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,151 @@
+"""The run directory: every path a stage reads or writes, and atomic writes.
+
+The run directory is the only state shared between stages, so any stage can run on any
+machine that mounts it, and be rerun:
+
+    RUN/plan.json                              the plan (see `audiosetdl.plan`)
+    RUN/class_labels_indices.csv               label index copied at planning (for extract)
+    RUN/tasks/NNNNN.csv                        one AudioSet-format CSV per task
+    RUN/audio/<subset>/<XX>/<YTID>_<s_ms>_<e_ms>.flac
+    RUN/status/NNNNN.jsonl                     per-task download ledger
+    RUN/embeddings/<subset>/<XX>.tfrecord      one TFRecord per (subset, prefix) key
+    RUN/embeddings/<subset>/<XX>.done.json     completion marker of that key
+    RUN/logs/, RUN/slurm/                      logs
+
+Every file is written under a temporary name in the same directory and renamed into place,
+so a killed process never leaves a half-written file under a final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Iterator
+
+TEMP_MARK = ".part-"  # every temporary file's name contains this; sweep_temp() removes them
+
+
+def task_name(index: int) -> str:
+    """Zero-padded task number used for file names (also the SLURM array index)."""
+    return f"{index:05d}"
+
+
+def clip_stem(ytid: str, start: float, end: float) -> str:
+    """`<YTID>_<start_ms>_<end_ms>`: the file name stem of one segment's clip."""
+    return f"{ytid}_{round(start * 1000)}_{round(end * 1000)}"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    # --- planning ---
+    @property
+    def plan_path(self) -> Path:
+        return self.root / "plan.json"
+
+    @property
+    def labels_path(self) -> Path:
+        return self.root / "class_labels_indices.csv"
+
+    @property
+    def tasks_dir(self) -> Path:
+        return self.root / "tasks"
+
+    def task_csv(self, index: int) -> Path:
+        return self.tasks_dir / f"{task_name(index)}.csv"
+
+    # --- download ---
+    def audio_dir(self, subset: str, prefix: str) -> Path:
+        return self.root / "audio" / subset / prefix
+
+    def clip_path(self, subset: str, ytid: str, start: float, end: float, suffix: str = ".flac") -> Path:
+        return self.audio_dir(subset, ytid[:2]) / (clip_stem(ytid, start, end) + suffix)
+
+    @property
+    def status_dir(self) -> Path:
+        return self.root / "status"
+
+    def ledger_path(self, index: int) -> Path:
+        return self.status_dir / f"{task_name(index)}.jsonl"
+
+    # --- extract ---
+    def embeddings_path(self, subset: str, prefix: str) -> Path:
+        return self.root / "embeddings" / subset / f"{prefix}.tfrecord"
+
+    def embeddings_marker(self, subset: str, prefix: str) -> Path:
+        return self.root / "embeddings" / subset / f"{prefix}.done.json"
+
+    # --- logs ---
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def slurm_dir(self) -> Path:
+        return self.root / "slurm"
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `final`; rename it onto `final` only if the block succeeds.
+
+    The temporary name keeps `final`'s suffix (tools such as ffmpeg pick the format from it).
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=final.stem + TEMP_MARK, suffix=final.suffix, dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_open(final: Path, mode: str = "w", fsync: bool = True, **kwargs) -> Iterator[IO]:
+    """Open a temporary file beside `final` for writing; (fsync and) rename it into place on success."""
+    with atomic_path(final) as tmp:
+        with open(tmp, mode, **kwargs) as fh:
+            yield fh
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+
+
+def write_bytes_atomic(path: Path, data: bytes, fsync: bool = True) -> None:
+    with atomic_open(path, "wb", fsync=fsync) as fh:
+        fh.write(data)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    """Deterministic JSON (sorted keys, 2-space indent, trailing newline), written atomically."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def sweep_temp(directory: Path) -> int:
+    """Remove temporary files a killed process left under `directory`; return how many."""
+    removed = 0
+    if not Path(directory).exists():
+        return 0
+    for path in Path(directory).rglob(f"*{TEMP_MARK}*"):
+        if path.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+    return removed

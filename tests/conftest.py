@@ -1,0 +1,15 @@
+"""Shared pytest fixtures. Feature-specific fixtures live in tests/*_fixtures.py modules."""
+
+from pathlib import Path
+
+import pytest
+
+SHARED_AUDIOSET = Path(__file__).resolve().parents[2] / "shared" / "data" / "audioset"
+
+
+@pytest.fixture(scope="session")
+def shared_audioset() -> Path:
+    """The real AudioSet files beside the checkout (../shared/data/audioset); skip when absent."""
+    if not (SHARED_AUDIOSET / "eval_segments.csv").exists():
+        pytest.skip(f"real AudioSet files not found at {SHARED_AUDIOSET}")
+    return SHARED_AUDIOSET
