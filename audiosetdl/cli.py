@@ -13,12 +13,14 @@ import sys
 from pathlib import Path
 
 from audiosetdl import __version__, config
-from audiosetdl.config import ConfigError, PlanOptions, options_from
+from audiosetdl.backends.local import run_tasks, task_indices
+from audiosetdl.config import ConfigError, DownloadOptions, PlanOptions, options_from
 from audiosetdl.fetch import FetchError, fetch_metadata
 from audiosetdl.metadata.ontology import ClassSelectionError
 from audiosetdl.metadata.segments import SegmentFormatError
 from audiosetdl.plan import PlanError, build_plan, describe, split_csv, write_plan
 from audiosetdl.rundir import RunDir
+from audiosetdl.status import outcome_table, run_status
 
 log = logging.getLogger("audiosetdl")
 
@@ -32,6 +34,22 @@ def cmd_plan(args: argparse.Namespace, cfg: dict) -> int:
     planned = build_plan(args.csv, options)
     outcome = write_plan(run, planned, force=options.force)
     print("\n".join(describe(planned, run, outcome)))
+    return 0
+
+
+def cmd_download(args: argparse.Namespace, cfg: dict) -> int:
+    from audiosetdl.download.stage import run_task
+
+    options = options_from(DownloadOptions, args, cfg)
+    run = RunDir(args.run)
+    indices = task_indices(run, args.task, args.all)
+    summaries = run_tasks(run_task, run, indices, options, should_stop=lambda s: s.stopped is not None)
+    print("\n".join(outcome_table(run_status(run, indices))))
+    stopped = [s for s in summaries if s.stopped]
+    if stopped:
+        print(f"stopped ({stopped[0].stopped}) in task {stopped[0].index:05d}: run the same command again to resume",
+              file=sys.stderr)
+        return 130 if stopped[0].stopped == "interrupted" else 3
     return 0
 
 
@@ -73,6 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", required=True, metavar="RUN", help="run directory to create")
     config.add_options(p, PlanOptions)
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("download", parents=[common], help="download a plan's clips (one task, or all locally)",
+                       description="Fetch each segment's 10 s of audio with yt-dlp + ffmpeg into exact 16 kHz mono "
+                                   "FLAC clips, recording every attempt in RUN/status/NNNNN.jsonl. Reruns resume.")
+    p.add_argument("run", metavar="RUN", help="run directory made by `audiosetdl plan`")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--task", type=int, metavar="I",
+                       help="run task I only (default: $SLURM_ARRAY_TASK_ID when set, else every task in turn)")
+    which.add_argument("--all", action="store_true", help="run every task in turn, even inside a SLURM job")
+    config.add_options(p, DownloadOptions)
+    p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("split", parents=[common], help="split a CSV into N parts (marl/audiosetdl's --split)",
                        description="Split a segment CSV into N files NAME.01, NAME.02, ... each with the header, "

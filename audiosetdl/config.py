@@ -46,8 +46,39 @@ class PlanOptions:
     force: bool = option(False, "replace an existing, different plan (finished work of unchanged keys stays usable)")
 
 
+@dataclass(frozen=True)
+class DownloadOptions:
+    """How a task's segments become 16 kHz clips: workers, retries, pacing, yt-dlp settings."""
+
+    SECTION: typing.ClassVar[str] = "download"
+
+    workers: int = option(4, "download worker processes per task (each holds one long-lived yt-dlp instance)",
+                          short="-w")
+    retries: int = option(3, "retries of a transient failure (exponential backoff with jitter)")
+    retry_permanent: bool = option(False, "also retry segments whose last failure was permanent (private, removed, ...)")
+    max_rate: float = option(300.0, "videos per hour for the whole task (yt-dlp's maintainers document ~300/h for "
+                                    "guest sessions); 0: no limit")
+    cooldown: float = option(900.0, "seconds the whole pool pauses after YouTube rate-limits or bot-checks it; "
+                                    "doubles each time", metavar="SECONDS")
+    max_cooldowns: int = option(3, "stop the task cleanly (resumable) after this many pool-wide pauses")
+    sleep_requests: float = option(0.0, "seconds yt-dlp sleeps between its requests (yt-dlp --sleep-requests)",
+                                   metavar="SECONDS")
+    url_template: str = option("https://www.youtube.com/watch?v={ytid}", "source URL of a video; {ytid} is replaced",
+                               metavar="TEMPLATE")
+    cookies: str | None = option(None, "Netscape cookies file for yt-dlp (risks the account: see README)", metavar="FILE")
+    proxy: tuple[str, ...] = option((), "proxy URL for yt-dlp; repeat to rotate workers through several", metavar="URL")
+    js_runtime: str = option("deno", "JavaScript runtime yt-dlp uses for YouTube's challenges (deno, node, bun; "
+                                     "NAME:PATH for a specific binary)", metavar="NAME")
+    yt_dlp_arg: tuple[str, ...] = option((), "extra yt-dlp command-line option passed through (repeatable), "
+                                             "e.g. --yt-dlp-arg=--extractor-args=youtube:player_client=web",
+                                         metavar="ARG")
+    keep_original: bool = option(False, "also keep the untranscoded stream cut beside each clip")
+    video: bool = option(False, "also keep an mp4 (video and audio) of each segment")
+    timeout: float = option(30.0, "network timeout in seconds for one request", metavar="SECONDS")
+
+
 # The config file's sections, in the order configs/default.yaml lists them.
-ALL_OPTION_CLASSES: list[type] = [PlanOptions]
+ALL_OPTION_CLASSES: list[type] = [PlanOptions, DownloadOptions]
 
 
 # ----------------------------------------------------------------------------- argparse --
@@ -92,8 +123,9 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
                 kwargs["metavar"] = meta["metavar"]
             if meta.get("choices"):
                 kwargs["choices"] = meta["choices"]
-            if is_seq:
-                kwargs.update(nargs="+", action="extend")
+            if is_seq:  # one value per flag, repeatable: a greedy nargs="+" would swallow positionals
+                kwargs["action"] = "append"
+                kwargs["help"] = help_text.replace(" (default:", "; repeatable (default:", 1)
         group.add_argument(*names, **kwargs)
 
 

@@ -1,0 +1,37 @@
+"""The local backend: run a stage's tasks one after another in this process.
+
+Each task already spreads its own work over worker processes (download) or batches (extract),
+so tasks run in sequence; Ctrl-C stops after the current task's clips in flight, resumably.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, TypeVar
+
+from audiosetdl.plan import load_plan
+from audiosetdl.rundir import RunDir
+
+Summary = TypeVar("Summary")
+
+
+def task_indices(run: RunDir, task: int | None, all_tasks: bool) -> list[int]:
+    """`--task I`, else `$SLURM_ARRAY_TASK_ID` (unless `--all`), else every task of the plan."""
+    n_tasks = len(load_plan(run).tasks)
+    if task is None and not all_tasks and os.environ.get("SLURM_ARRAY_TASK_ID", "").isdigit():
+        task = int(os.environ["SLURM_ARRAY_TASK_ID"])
+    if task is None:
+        return list(range(n_tasks))
+    return [task]
+
+
+def run_tasks(stage: Callable[..., Summary], run: RunDir, indices: list[int], options,
+              should_stop: Callable[[Summary], bool] = lambda summary: False) -> list[Summary]:
+    """Run `stage(run, index, options)` for each index in turn; stop early when `should_stop` says so."""
+    summaries = []
+    for index in indices:
+        summary = stage(run, index, options)
+        summaries.append(summary)
+        if should_stop(summary):
+            break
+    return summaries
