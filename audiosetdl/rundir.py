@@ -8,6 +8,7 @@ machine that mounts it, and be rerun:
     RUN/tasks/NNNNN.csv                        one AudioSet-format CSV per task
     RUN/audio/<subset>/<XX>/<YTID>_<s_ms>_<e_ms>.flac
     RUN/status/NNNNN.jsonl                     per-task download ledger
+    RUN/status/NNNNN.state.json                how the task's last download run ended
     RUN/embeddings/<subset>/<XX>.tfrecord      one TFRecord per (subset, prefix) key
     RUN/embeddings/<subset>/<XX>.done.json     completion marker of that key
     RUN/logs/, RUN/slurm/                      logs
@@ -75,6 +76,10 @@ class RunDir:
 
     def ledger_path(self, index: int) -> Path:
         return self.status_dir / f"{task_name(index)}.jsonl"
+
+    def task_state_path(self, index: int) -> Path:
+        """How the download task's last run ended (see `audiosetdl.download.stage.TaskSummary`)."""
+        return self.status_dir / f"{task_name(index)}.state.json"
 
     # --- extract ---
     def embeddings_path(self, subset: str, prefix: str) -> Path:

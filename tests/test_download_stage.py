@@ -2,6 +2,7 @@
 stopping, and surviving SIGKILL. Fetching itself is scripted here (tests/scripted_fetcher.py);
 the real fetcher runs end to end in tests/test_download_e2e.py."""
 
+import json
 import os
 import signal
 import subprocess
@@ -47,6 +48,7 @@ def test_all_ok_then_rerun_does_nothing(tmp_path):
     again = run_task(run, 0, FAST, fetcher_factory=factory(tmp_path), progress=False)
     assert (again.ok, again.done_before) == (0, 6)
     assert len(calls(tmp_path)) == 6  # the rerun fetched nothing
+    assert json.loads(run.task_state_path(0).read_text())["state"] == "finished"
 
 
 def test_transient_failures_retry_then_succeed(tmp_path):
@@ -98,6 +100,7 @@ def test_repeated_bot_checks_stop_the_task_resumably(tmp_path):
     options = DownloadOptions(workers=1, max_rate=0, cooldown=0.1, max_cooldowns=2)
     summary = run_task(run, 0, options, fetcher_factory=factory(tmp_path, script), progress=False)
     assert summary.stopped == "rate_limited" and summary.cooldowns == 3
+    assert json.loads(run.task_state_path(0).read_text())["state"] == "rate_limited"
     assert len(calls(tmp_path)) == 3
     assert all(r[1:3] == ("failed", "bot_check") for r in outcomes(run))
     assert all(not r.permanent for r in read_ledger(run.ledger_path(0)))

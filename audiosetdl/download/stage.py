@@ -36,7 +36,7 @@ from audiosetdl.download.errors import ClipError, Failure, Reason, classify, ret
 from audiosetdl.ledger import FAILED, OK, Attempt, LedgerWriter, latest, read_ledger
 from audiosetdl.metadata.segments import Segment
 from audiosetdl.plan import load_plan, load_task
-from audiosetdl.rundir import RunDir, sweep_temp
+from audiosetdl.rundir import RunDir, sweep_temp, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +152,12 @@ class TaskSummary:
     def finished(self) -> bool:
         return self.stopped is None
 
+    def to_json(self) -> dict:
+        """The task's state file: `state` is "finished", "rate_limited" or "interrupted"."""
+        return {"state": self.stopped or "finished", "at": time.time(), "segments": self.segments,
+                "done_before": self.done_before, "skipped_permanent": self.skipped_permanent, "ok": self.ok,
+                "failed": dict(self.failed), "cooldowns": self.cooldowns}
+
 
 class _StopRequest:
     def __init__(self) -> None:
@@ -199,10 +205,11 @@ def run_task(run: RunDir, index: int, options: DownloadOptions, *,
         if not todo:
             log.info("task %05d: nothing to do (%d done, %d permanently failed)", index, summary.done_before,
                      summary.skipped_permanent)
-            return summary
-        factory = fetcher_factory or default_fetcher_factory(options)
-        with _task_log(run, index):
-            _Pool(run, index, options, factory, ledger, summary, progress).run(todo)
+        else:
+            factory = fetcher_factory or default_fetcher_factory(options)
+            with _task_log(run, index):
+                _Pool(run, index, options, factory, ledger, summary, progress).run(todo)
+    write_json_atomic(run.task_state_path(index), summary.to_json())
     return summary
 
 
