@@ -77,8 +77,35 @@ class DownloadOptions:
     timeout: float = option(30.0, "network timeout in seconds for one request", metavar="SECONDS")
 
 
+@dataclass(frozen=True)
+class SlurmOptions:
+    """Where and how `audiosetdl submit` runs the tasks on a SLURM cluster (site defaults go here)."""
+
+    SECTION: typing.ClassVar[str] = "slurm"
+
+    stages: tuple[str, ...] = option(("download", "extract"), "stages to submit, in order", metavar="STAGE")
+    partition: str | None = option(None, "partition of the download array (default: the cluster's default)")
+    extract_partition: str | None = option(None, "partition of the extract array (GPU nodes; default: --partition)")
+    gpus_per_task: int = option(1, "GPUs per extract array task (0 for CPU-only extraction)")
+    array_parallelism: int = option(0, "at most this many array tasks at once (sbatch --array=...%K; 0: no limit)",
+                                    metavar="K")
+    time: str = option("24:00:00", "time limit of each download array task", metavar="D-HH:MM:SS")
+    extract_time: str = option("4:00:00", "time limit of each extract array task", metavar="D-HH:MM:SS")
+    mem: str = option("4G", "memory of each download array task")
+    extract_mem: str = option("16G", "memory of each extract array task")
+    cpus_per_task: int = option(4, "CPUs of each download array task (download workers default to this)")
+    extract_cpus_per_task: int = option(4, "CPUs of each extract array task")
+    account: str | None = option(None, "SLURM account to charge")
+    qos: str | None = option(None, "SLURM quality of service")
+    constraint: str | None = option(None, "SLURM node constraint (e.g. a GPU type for extract)")
+    sbatch_arg: tuple[str, ...] = option((), "raw sbatch option added to every job, e.g. --sbatch-arg=--mail-type=END",
+                                         metavar="ARG")
+    rate_limited_delay: str = option("now+1hour", "sbatch --begin for tasks that stopped because YouTube "
+                                                  "rate-limited them (with --resume)", metavar="TIME")
+
+
 # The config file's sections, in the order configs/default.yaml lists them.
-ALL_OPTION_CLASSES: list[type] = [PlanOptions, DownloadOptions]
+ALL_OPTION_CLASSES: list[type] = [PlanOptions, DownloadOptions, SlurmOptions]
 
 
 # ----------------------------------------------------------------------------- argparse --
