@@ -140,7 +140,7 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
         meta = f.metadata
         names = [_flag(f.name)] + ([meta["short"]] if meta.get("short") else [])
         shown = "none" if f.default in (None, ()) else f.default
-        help_text = f"{meta['help']} (default: {shown})"
+        help_text = f"{meta['help']} (default: {shown})".replace("%", "%%")  # argparse formats help with %
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": help_text}
         if base is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
