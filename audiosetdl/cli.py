@@ -9,23 +9,27 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 from audiosetdl import __version__, config
-from audiosetdl.backends.local import run_tasks, task_indices
-from audiosetdl.config import ConfigError, DownloadOptions, PlanOptions, options_from
+from audiosetdl.backends.local import run_pipeline, run_tasks, task_indices
+from audiosetdl.config import ConfigError, DownloadOptions, ExtractOptions, PlanOptions, options_from
 from audiosetdl.fetch import FetchError, fetch_metadata
 from audiosetdl.metadata.ontology import ClassSelectionError
 from audiosetdl.metadata.segments import SegmentFormatError
 from audiosetdl.plan import PlanError, build_plan, describe, split_csv, write_plan
 from audiosetdl.rundir import RunDir
+from audiosetdl.vggish.modelfiles import CheckpointError
+from audiosetdl.vggish.postprocess import PCAParamsError
 from audiosetdl.status import outcome_table, run_status
 
 log = logging.getLogger("audiosetdl")
 
 # Exceptions that mean "your input is wrong", shown without a traceback.
-USER_ERRORS = (ConfigError, PlanError, SegmentFormatError, ClassSelectionError, FetchError, FileNotFoundError)
+USER_ERRORS = (ConfigError, PlanError, SegmentFormatError, ClassSelectionError, FetchError, FileNotFoundError,
+               CheckpointError, PCAParamsError)
 
 
 def cmd_plan(args: argparse.Namespace, cfg: dict) -> int:
@@ -51,6 +55,72 @@ def cmd_download(args: argparse.Namespace, cfg: dict) -> int:
               file=sys.stderr)
         return 130 if stopped[0].stopped == "interrupted" else 3
     return 0
+
+
+def cmd_extract(args: argparse.Namespace, cfg: dict) -> int:
+    from audiosetdl.extract import run_task
+
+    options = options_from(ExtractOptions, args, cfg)
+    run = RunDir(args.run)
+    summaries = run_tasks(run_task, run, task_indices(run, args.task, args.all), options)
+    print(f"keys written {sum(s.keys_written for s in summaries)}, unchanged {sum(s.keys_unchanged for s in summaries)}; "
+          f"clips {sum(s.clips for s in summaries)}, examples {sum(s.examples for s in summaries)}, "
+          f"too short {sum(s.too_short for s in summaries)}")
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace, cfg: dict) -> int:
+    from audiosetdl.extract import embed_files
+
+    count = embed_files([Path(p) for p in args.audio], Path(args.out), options_from(ExtractOptions, args, cfg))
+    print(f"{count} records written to {args.out}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, cfg: dict) -> int:
+    from audiosetdl.download.stage import run_task as download_task
+    from audiosetdl.extract import run_task as extract_task
+    from audiosetdl.vggish.modelfiles import locate_models
+
+    plan_options = options_from(PlanOptions, args, cfg)
+    extract_options = options_from(ExtractOptions, args, cfg)
+    stages = [("download", download_task, options_from(DownloadOptions, args, cfg)),
+              ("extract", extract_task, extract_options)]
+    chosen = args.stages.split(",")
+    unknown = set(chosen) - {name for name, _, _ in stages}
+    if unknown:
+        raise PlanError(f"--stages: unknown stage(s) {', '.join(sorted(unknown))} (choose from download, extract)")
+    if "extract" in chosen:
+        locate_models(extract_options.models)  # fail now, not after hours of downloading
+    run = RunDir(args.out)
+    planned = build_plan(args.csv, plan_options)
+    outcome = write_plan(run, planned, force=plan_options.force)
+    print("\n".join(describe(planned, run, outcome)))
+    results = run_pipeline(run, [(fn, opts) for name, fn, opts in stages if name in chosen],
+                           list(range(len(planned.plan.tasks))))
+    print("\n".join(outcome_table(run_status(run))))
+    stopped = [s for summaries in results for s in summaries if getattr(s, "stopped", None)]
+    if stopped:
+        print(f"stopped ({stopped[0].stopped}) in task {stopped[0].index:05d}: run the same command again to resume",
+              file=sys.stderr)
+        return 130 if stopped[0].stopped == "interrupted" else 3
+    return 0
+
+
+def cmd_fetch_models(args: argparse.Namespace, cfg: dict) -> int:
+    from audiosetdl.vggish.modelfiles import fetch_models
+
+    files = fetch_models(args.dir)
+    print(f"{files.checkpoint}\n{files.pca_params}")
+    return 0
+
+
+def cmd_smoke_test(args: argparse.Namespace, cfg: dict) -> int:
+    from audiosetdl.vggish.smoke import smoke_test
+
+    ok, report = smoke_test(args.models, device=args.device)
+    print(report)
+    return 0 if ok else 1
 
 
 def cmd_split(args: argparse.Namespace, cfg: dict) -> int:
@@ -103,6 +173,51 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_options(p, DownloadOptions)
     p.set_defaults(func=cmd_download)
 
+    p = sub.add_parser("extract", parents=[common], help="VGGish embeddings of a plan's clips, as TFRecords",
+                       description="Embed each task's clips with VGGish (official checkpoint, PCA and 8-bit "
+                                   "quantization as released) into RUN/embeddings/<subset>/<XX>.tfrecord. Reruns skip "
+                                   "keys whose clips are unchanged.")
+    p.add_argument("run", metavar="RUN", help="run directory made by `audiosetdl plan`")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--task", type=int, metavar="I",
+                       help="run task I only (default: $SLURM_ARRAY_TASK_ID when set, else every task in turn)")
+    which.add_argument("--all", action="store_true", help="run every task in turn, even inside a SLURM job")
+    config.add_options(p, ExtractOptions)
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("run", parents=[common], help="plan, download and extract on this machine (resumable)",
+                       description="The whole job on the local machine: plan the CSVs into RUN (or reuse the "
+                                   "identical plan there), then download and extract task after task. Ctrl-C stops "
+                                   "cleanly; the same command resumes.")
+    p.add_argument("csv", nargs="+", help="AudioSet segment CSV(s)")
+    p.add_argument("--out", "-o", required=True, metavar="RUN", help="run directory")
+    p.add_argument("--stages", default="download,extract", help="stages to run, in order (default: download,extract)")
+    for cls in (PlanOptions, DownloadOptions, ExtractOptions):
+        config.add_options(p, cls)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("embed", parents=[common], help="embed arbitrary audio files into one TFRecord",
+                       description="Decode audio or video files with ffmpeg (16 kHz mono, soxr), embed them with "
+                                   "VGGish and write one AudioSet-schema record per file (video_id = file stem).")
+    p.add_argument("audio", nargs="+", help="audio or video files")
+    p.add_argument("--out", "-o", required=True, metavar="FILE.tfrecord", help="TFRecord to write")
+    config.add_options(p, ExtractOptions)
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("fetch-models", parents=[common], help="download the official VGGish checkpoint and PCA file",
+                       description="Download vggish_model.ckpt and vggish_pca_params.npz from Google's bucket "
+                                   "(resumable). Point --models (or AUDIOSETDL_MODELS) at DIR afterwards.")
+    p.add_argument("dir", nargs="?", help="directory (default: $AUDIOSETDL_MODELS, else ~/.cache/audiosetdl/models)")
+    p.set_defaults(func=cmd_fetch_models)
+
+    p = sub.add_parser("smoke-test", parents=[common], help="check the VGGish install like the reference smoke test",
+                       description="3 s of a 1 kHz sine -> 3 examples -> embeddings whose statistics must match the "
+                                   "official checkpoint's within 10%%. Prints 'Looks Good To Me' on success.")
+    p.add_argument("--models", metavar="DIR", help="models directory (default: $AUDIOSETDL_MODELS, else "
+                                                     "~/.cache/audiosetdl/models)")
+    p.add_argument("--device", help="TensorFlow device (default: the first GPU, else the CPU)")
+    p.set_defaults(func=cmd_smoke_test)
+
     p = sub.add_parser("split", parents=[common], help="split a CSV into N parts (marl/audiosetdl's --split)",
                        description="Split a segment CSV into N files NAME.01, NAME.02, ... each with the header, "
                                    "as marl/audiosetdl's download_subset_files.sh --split N did.")
@@ -126,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides our messages
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -78,6 +78,20 @@ class DownloadOptions:
 
 
 @dataclass(frozen=True)
+class ExtractOptions:
+    """How a task's clips become VGGish embeddings in AudioSet-schema TFRecords."""
+
+    SECTION: typing.ClassVar[str] = "extract"
+
+    models: str | None = option(None, "directory with vggish_model.ckpt and vggish_pca_params.npz (default: "
+                                      "$AUDIOSETDL_MODELS, else ~/.cache/audiosetdl/models)", metavar="DIR")
+    batch_size: int = option(64, "examples (0.96 s each) per model call, batched across clips")
+    device: str | None = option(None, "TensorFlow device, e.g. /GPU:0 or /CPU:0 (default: the first GPU, else the CPU)")
+    decode_threads: int = option(2, "threads decoding clips and computing log-mel features while the model runs")
+    yt8m_id: bool = option(True, "also write context 'id' (= video_id) so YouTube-8M's starter code reads the files")
+
+
+@dataclass(frozen=True)
 class SlurmOptions:
     """Where and how `audiosetdl submit` runs the tasks on a SLURM cluster (site defaults go here)."""
 
@@ -105,7 +119,7 @@ class SlurmOptions:
 
 
 # The config file's sections, in the order configs/default.yaml lists them.
-ALL_OPTION_CLASSES: list[type] = [PlanOptions, DownloadOptions, SlurmOptions]
+ALL_OPTION_CLASSES: list[type] = [PlanOptions, DownloadOptions, ExtractOptions, SlurmOptions]
 
 
 # ----------------------------------------------------------------------------- argparse --

@@ -87,7 +87,7 @@ def test_every_flag_has_a_config_key():
     parser = build_parser()
     fields = {f for cls in config.ALL_OPTION_CLASSES for f in cls.__dataclass_fields__}
     structural = {"help", "config", "log_level", "csv", "out", "split", "dir", "mirror", "no_unbalanced",
-                  "version", "command", "func", "run", "task", "all"}
+                  "version", "command", "func", "run", "task", "all", "stages", "audio"}
     for name, sub in parser._subparsers._group_actions[0].choices.items():
         for action in sub._actions:
             assert action.dest in fields | structural, f"{name}: --{action.dest} is not a config option"
@@ -100,3 +100,15 @@ def test_console_script_runs(tmp_path):
     result = subprocess.run([str(exe), "split", str(csv_file(tmp_path, ROWS)), "--split", "2"],
                             capture_output=True, text=True, check=True)
     assert result.stdout.split() == [str(tmp_path / "eval_segments.csv.01"), str(tmp_path / "eval_segments.csv.02")]
+
+
+def test_smoke_test_without_models_says_what_to_run(tmp_path, capsys):
+    assert main(["smoke-test", "--models", str(tmp_path / "none")]) == 1
+    assert "audiosetdl fetch-models" in capsys.readouterr().out
+
+
+def test_run_refuses_early_without_models(tmp_path, capsys):
+    path = csv_file(tmp_path, ROWS)
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--models", str(tmp_path / "none")]) == 2
+    assert "fetch-models" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # nothing planned or downloaded

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from audiosetdl.config import DownloadOptions, PlanOptions
-from audiosetdl.download.stage import clip_is_valid, run_task
+from audiosetdl.audio import clip_is_valid
+from audiosetdl.download.stage import run_task
 from audiosetdl.ledger import read_ledger
 from audiosetdl.metadata.segments import Segment, render_csv
 from audiosetdl.plan import build_plan, load_plan, load_task, write_plan

@@ -35,3 +35,20 @@ def run_tasks(stage: Callable[..., Summary], run: RunDir, indices: list[int], op
         if should_stop(summary):
             break
     return summaries
+
+
+def run_pipeline(run: RunDir, stages: list[tuple[Callable, object]], indices: list[int]) -> list[list]:
+    """Each task through every stage in turn (download task i, then extract task i, ...), so a
+    task's embeddings exist as soon as its audio does. Stops after a task whose stage stopped
+    (rate-limited or interrupted: `summary.stopped`), leaving everything resumable."""
+    done: list[list] = []
+    for index in indices:
+        summaries = []
+        for stage, options in stages:
+            summary = stage(run, index, options)
+            summaries.append(summary)
+            if getattr(summary, "stopped", None):
+                done.append(summaries)
+                return done
+        done.append(summaries)
+    return done

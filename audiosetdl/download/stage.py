@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Callable
 
 import multiprocessing_logging
-import soundfile
 from tqdm import tqdm
 
+from audiosetdl.audio import clip_is_valid
 from audiosetdl.config import DownloadOptions
 from audiosetdl.download.errors import ClipError, Failure, Reason, classify, retry_delay_s
 from audiosetdl.ledger import FAILED, OK, Attempt, LedgerWriter, latest, read_ledger
@@ -40,21 +40,7 @@ from audiosetdl.rundir import RunDir, sweep_temp, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 STOP_GRACE_S = 20.0  # after a stop request, how long in-flight clips may still finish
-
-
-def expected_samples(segment: Segment) -> int:
-    return round((segment.end - segment.start) * SAMPLE_RATE)
-
-
-def clip_is_valid(path: Path, segment: Segment) -> bool:
-    """A finished clip: 16 kHz mono with exactly the segment's sample count (header check only)."""
-    try:
-        info = soundfile.info(str(path))
-    except (RuntimeError, OSError, soundfile.LibsndfileError):
-        return False
-    return info.samplerate == SAMPLE_RATE and info.channels == 1 and info.frames == expected_samples(segment)
 
 
 # ----------------------------------------------------------------------------- fetchers --

@@ -14,15 +14,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from audiosetdl.vggish.features import examples_tf, log_mel_tf, num_examples, waveform_to_examples, waveform_to_log_mel
-from audiosetdl.vggish.modelfiles import ModelFiles, ModelFilesError, fetch_models, locate_models, models_dir
+from audiosetdl.vggish.modelfiles import (
+    CheckpointError, ModelFiles, ModelFilesError, fetch_models, locate_models, models_dir,
+)
 from audiosetdl.vggish.postprocess import PCAParams, PCAParamsError, dequantize, postprocess, quantize
 
 if TYPE_CHECKING:  # pragma: no cover
-    from audiosetdl.vggish.model import CheckpointError, Embedder, VGGish, read_checkpoint
+    from audiosetdl.vggish.model import Embedder, VGGish, read_checkpoint
     from audiosetdl.vggish.smoke import smoke_test
 
 _LAZY = {
-    "CheckpointError": "model",
     "Embedder": "model",
     "VGGish": "model",
     "read_checkpoint": "model",

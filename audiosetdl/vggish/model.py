@@ -26,14 +26,10 @@ import numpy as np
 import tensorflow as tf
 
 from audiosetdl.vggish import features, params
-from audiosetdl.vggish.modelfiles import FETCH_HINT, ModelFiles, locate_models
+from audiosetdl.vggish.modelfiles import CheckpointError, FETCH_HINT, ModelFiles, locate_models
 from audiosetdl.vggish.postprocess import PCAParams, PCAParamsError, postprocess
 
 DEFAULT_BATCH_SIZE = 128
-
-
-class CheckpointError(ValueError):
-    """The checkpoint is missing, unreadable, or lacks a VGGish variable of the right shape."""
 
 
 def read_checkpoint(path: str | Path) -> dict[str, np.ndarray]:

@@ -37,6 +37,10 @@ OFFICIAL_SIZES: Mapping[str, tuple[int, int]] = {
 }
 
 
+class CheckpointError(ValueError):
+    """The checkpoint is missing, unreadable, or lacks a VGGish variable of the right shape."""
+
+
 class ModelFilesError(FileNotFoundError):
     """A model file is missing, or a download failed or gave an implausible file."""
 

@@ -1,0 +1,48 @@
+"""Clip files: the format every downloaded clip has (16 kHz, mono, 16-bit FLAC, exactly
+round((end - start) * 16000) samples), checking it, and decoding audio for the model.
+
+Arbitrary audio (for `audiosetdl embed`) is decoded by ffmpeg, resampled with soxr, the same
+resampler the download stage uses, so embeddings of the same sound agree.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from audiosetdl.metadata.segments import Segment
+from audiosetdl.vggish.params import SAMPLE_RATE
+
+
+def expected_samples(segment: Segment) -> int:
+    return round((segment.end - segment.start) * SAMPLE_RATE)
+
+
+def clip_is_valid(path: Path, segment: Segment) -> bool:
+    """A finished clip: 16 kHz mono with exactly the segment's sample count (reads the header only)."""
+    try:
+        info = soundfile.info(str(path))
+    except (RuntimeError, OSError, soundfile.LibsndfileError):
+        return False
+    return info.samplerate == SAMPLE_RATE and info.channels == 1 and info.frames == expected_samples(segment)
+
+
+def read_clip(path: Path) -> np.ndarray:
+    """A clip's samples as float32 in [-1, 1) (int16 / 32768, as the VGGish reference scales WAV)."""
+    samples, rate = soundfile.read(str(path), dtype="int16", always_2d=False)
+    if rate != SAMPLE_RATE or samples.ndim != 1:
+        raise ValueError(f"{path}: expected 16 kHz mono, found {rate} Hz with shape {samples.shape}")
+    return samples.astype(np.float32) / 32768.0
+
+
+def decode_any(path: Path) -> np.ndarray:
+    """Any audio or video file ffmpeg reads -> 16 kHz mono float32 (soxr resampling)."""
+    command = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(Path(path).resolve()), "-vn", "-ac", "1",
+               "-af", f"aresample={SAMPLE_RATE}:resampler=soxr", "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1"]
+    result = subprocess.run(command, capture_output=True)
+    if result.returncode != 0:
+        raise ValueError(f"{path}: ffmpeg could not decode it: {result.stderr.decode(errors='replace').strip()}")
+    return np.frombuffer(result.stdout, dtype="<i2").astype(np.float32) / 32768.0
