@@ -8,10 +8,13 @@ appears once the whole file is there and has passed its checks (size, checksum, 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
 import os
+import re
 import shutil
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -25,7 +28,7 @@ log = logging.getLogger(__name__)
 CSV_BASE_URL = "http://storage.googleapis.com/us_audioset/youtube_corpus/v1/csv/"
 ONTOLOGY_BASE_URL = "https://raw.githubusercontent.com/audioset/ontology/master/"
 PARTIAL_SUFFIX = ".partial"
-CHUNK = 1 << 16
+CHUNK = 1 << 16  # small reads: a transfer cut mid-way keeps what arrived
 
 
 class FetchError(RuntimeError):
@@ -99,44 +102,97 @@ def _verify(remote: RemoteFile, path: Path) -> None:
                         path, actual, remote.sha256)
 
 
-def download_file(url: str, dest: Path, *, timeout: float = 60.0, retries: int = 3, progress: bool = True) -> Path:
-    """Download `url` to `dest`, resuming `dest.partial` if an earlier attempt left one."""
+Progress = Callable[[str, int, "int | None"], None]  # (file name, bytes so far, total or None)
+
+
+def download_file(url: str, dest: Path, *, attempts: int = 5, timeout: float = 60.0,
+                  progress: Progress | None = None) -> Path:
+    """Download `url` to `dest`, resuming `dest.partial` if an earlier attempt left one.
+
+    Each attempt sends `Range: bytes=<have>-` when part of the file is there; a server that
+    answers 200 instead restarts the file, one that answers 416 for a partial already whole
+    finishes it. 403/404/410 are not retried.
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + PARTIAL_SUFFIX)
     last_error: Exception | None = None
-    for _attempt in range(retries + 1):
-        have = partial.stat().st_size if partial.exists() else 0
-        request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    attempt = 0
+    for attempt in range(1, max(1, attempts) + 1):
+        if attempt > 1:
+            time.sleep(min(30.0, 2.0 ** attempt / 4))
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                resumed = response.status == 206
-                mode = "ab" if resumed else "wb"
-                length = response.headers.get("Content-Length")
-                total = (int(length) + (have if resumed else 0)) if length else None
-                with open(partial, mode) as out, tqdm(total=total, initial=have if resumed else 0, unit="B",
-                                                      unit_scale=True, desc=dest.name, disable=not progress,
-                                                      leave=False) as bar:
-                    while block := response.read(CHUNK):
-                        out.write(block)
-                        bar.update(len(block))
-                    out.flush()
-                    os.fsync(out.fileno())
-                if total is not None and partial.stat().st_size != total:
-                    raise FetchError(f"{url}: got {partial.stat().st_size} of {total} bytes")
+            _fetch_once(url, partial, timeout, progress)
             os.replace(partial, dest)
             return dest
-        except urllib.error.HTTPError as exc:
-            if exc.code == 416 and have:  # our partial file is already complete (or bogus): start over
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+            last_error = exc
+            if isinstance(exc, urllib.error.HTTPError) and exc.code in (403, 404, 410):
+                break  # not there: retrying will not help
+            log.info("%s: attempt %d failed (%s)", url, attempt, exc)
+    raise FetchError(f"could not download {url} after {attempt} attempt(s): {last_error} "
+                     + (f"(the partial file {partial} is kept: run the command again to resume)"
+                        if partial.exists() else ""))
+
+
+def _fetch_once(url: str, partial: Path, timeout: float, progress: Progress | None) -> None:
+    """One request, appending to `partial`; raises unless `partial` then holds the whole file."""
+    have = partial.stat().st_size if partial.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "audiosetdl"})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:
+            complete = re.fullmatch(r"bytes \*/(\d+)", exc.headers.get("Content-Range", "") or "")
+            if complete and int(complete.group(1)) == have:
+                return  # the partial was already whole (stopped before its rename)
+            partial.unlink()  # longer than the file, or unknown: start over
+        raise
+    with response:
+        total: int | None
+        if response.status == 206:
+            match = re.fullmatch(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", ""))
+            if not match or int(match.group(1)) != have:
                 partial.unlink()
-            elif exc.code in (404, 410, 403):
-                raise FetchError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-            last_error = exc
-        except (urllib.error.URLError, OSError, FetchError) as exc:
-            last_error = exc
-        log.info("%s: retrying after %s", url, last_error)
-    raise FetchError(f"{url}: download failed after {retries + 1} attempts: {last_error} "
-                     f"(the partial file {partial} is kept; run the command again to resume)")
+                raise ValueError(f"server resumed at an unexpected place: {response.headers.get('Content-Range')!r}")
+            total = None if match.group(2) == "*" else int(match.group(2))
+            mode = "ab"
+        else:  # a full response: the server ignored the Range header, or there was none
+            length = response.headers.get("Content-Length")
+            total = int(length) if length is not None else None
+            have, mode = 0, "wb"
+        with open(partial, mode) as out:
+            while chunk := response.read(CHUNK):
+                out.write(chunk)
+                have += len(chunk)
+                if progress:
+                    progress(partial.name.removesuffix(PARTIAL_SUFFIX), have, total)
+            out.flush()
+            os.fsync(out.fileno())
+    if total is not None and have != total:
+        if have > total:
+            partial.unlink()
+            raise ValueError(f"received {have} bytes, more than the {total} announced")
+        raise ValueError(f"connection ended after {have} of {total} bytes")
+
+
+class TqdmProgress:
+    """A `Progress` callback drawing one tqdm bar per file."""
+
+    def __init__(self) -> None:
+        self.bars: dict[str, tqdm] = {}
+
+    def __call__(self, name: str, have: int, total: int | None) -> None:
+        bar = self.bars.get(name)
+        if bar is None:
+            bar = self.bars[name] = tqdm(total=total, unit="B", unit_scale=True, desc=name, leave=False)
+        bar.update(have - bar.n)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
 
 
 def fetch_files(files: tuple[RemoteFile, ...], directory: Path, *, mirror: str | None = None,
@@ -155,7 +211,12 @@ def fetch_files(files: tuple[RemoteFile, ...], directory: Path, *, mirror: str |
                 log.warning("%s; downloading it again", exc)
                 dest.unlink()
         url = (mirror.rstrip("/") + "/" if mirror else remote.base_url) + remote.name
-        download_file(url, dest, progress=progress)
+        bars = TqdmProgress() if progress else None
+        try:
+            download_file(url, dest, progress=bars)
+        finally:
+            if bars:
+                bars.close()
         try:
             _verify(remote, dest)
         except FetchError:

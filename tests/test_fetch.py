@@ -52,7 +52,7 @@ def test_missing_file_error_via_cli(mirror, tmp_path, capsys):
     server, _ = mirror
     code = main(["fetch-metadata", str(tmp_path / "meta"), "--mirror", f"{server.base_url}/media"])
     assert code == 2  # unbalanced_train_segments.csv is not on this mirror
-    assert "unbalanced_train_segments.csv: HTTP 404" in capsys.readouterr().err
+    assert "unbalanced_train_segments.csv after 1 attempt(s): HTTP Error 404" in capsys.readouterr().err
 
 
 def test_urls_are_the_public_ones():
