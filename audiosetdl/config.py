@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from audiosetdl.vggish.params import DEFAULT_BATCH_SIZE
+
 
 def option(default: Any, help: str, *, metavar: str | None = None, choices: tuple | None = None,
            short: str | None = None) -> Any:
@@ -85,7 +87,7 @@ class ExtractOptions:
 
     models: str | None = option(None, "directory with vggish_model.ckpt and vggish_pca_params.npz (default: "
                                       "$AUDIOSETDL_MODELS, else ~/.cache/audiosetdl/models)", metavar="DIR")
-    batch_size: int = option(64, "examples (0.96 s each) per model call, batched across clips")
+    batch_size: int = option(DEFAULT_BATCH_SIZE, "examples (0.96 s each) per model call, batched across clips")
     device: str | None = option(None, "TensorFlow device, e.g. /GPU:0 or /CPU:0 (default: the first GPU, else the CPU)")
     decode_threads: int = option(2, "threads decoding clips and computing log-mel features while the model runs")
     yt8m_id: bool = option(True, "also write context 'id' (= video_id) so YouTube-8M's starter code reads the files")
@@ -97,7 +99,8 @@ class SlurmOptions:
 
     SECTION: typing.ClassVar[str] = "slurm"
 
-    stages: tuple[str, ...] = option(("download", "extract"), "stages to submit, in order", metavar="STAGE")
+    stages: tuple[str, ...] = option(("download", "extract"), "stages to submit: download, extract, or both "
+                                                              "(comma-separated)", metavar="STAGE[,STAGE]")
     partition: str | None = option(None, "partition of the download array (default: the cluster's default)")
     extract_partition: str | None = option(None, "partition of the extract array (GPU nodes; default: --partition)")
     gpus_per_task: int = option(1, "GPUs per extract array task (0 for CPU-only extraction)")
@@ -111,7 +114,8 @@ class SlurmOptions:
     extract_cpus_per_task: int = option(4, "CPUs of each extract array task")
     account: str | None = option(None, "SLURM account to charge")
     qos: str | None = option(None, "SLURM quality of service")
-    constraint: str | None = option(None, "SLURM node constraint (e.g. a GPU type for extract)")
+    constraint: str | None = option(None, "SLURM node constraint of the download array")
+    extract_constraint: str | None = option(None, "SLURM node constraint of the extract array (e.g. a GPU type)")
     sbatch_arg: tuple[str, ...] = option((), "raw sbatch option added to every job, e.g. --sbatch-arg=--mail-type=END",
                                          metavar="ARG")
     rate_limited_delay: str = option("now+1hour", "sbatch --begin for tasks that stopped because YouTube "

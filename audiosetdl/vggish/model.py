@@ -29,7 +29,7 @@ from audiosetdl.vggish import features, params
 from audiosetdl.vggish.modelfiles import CheckpointError, FETCH_HINT, ModelFiles, locate_models
 from audiosetdl.vggish.postprocess import PCAParams, PCAParamsError, postprocess
 
-DEFAULT_BATCH_SIZE = 128
+DEFAULT_BATCH_SIZE = params.DEFAULT_BATCH_SIZE
 
 
 def read_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
