@@ -269,9 +269,9 @@ def _has_label(labels: pa.Array, mids: frozenset[str]) -> pa.Array:
 
 def _task_bodies(rows: pa.Table, order: np.ndarray, bounds: np.ndarray) -> list[bytes]:
     """The CSV rows of each task, newline-terminated, as bytes sliced out of one Arrow buffer."""
-    lines = pc.take(pc.binary_join_element_wise(rows["line"], pa.scalar(""), "\n"), pa.array(order))
-    lines = pc.cast(lines, pa.large_string()).combine_chunks()
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset: lines.offset + len(lines) + 1]
+    lines = pc.take(pc.binary_join_element_wise(rows["line"], pa.scalar(""), "\n"), pa.array(order)).combine_chunks()
+    offset_type = np.int64 if pa.types.is_large_string(lines.type) else np.int32
+    offsets = np.frombuffer(lines.buffers()[1], dtype=offset_type)[lines.offset: lines.offset + len(lines) + 1]
     data = memoryview(lines.buffers()[2])
     return [bytes(data[offsets[lo]: offsets[hi]]) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
@@ -370,8 +370,9 @@ def build_plan(csvs: list[str | Path], options: PlanOptions) -> PlannedRun:
     duplicates = int(len(first) - first.sum())
     if options.limit:
         first &= np.cumsum(first) <= options.limit
-    rows = rows.filter(pa.array(first))
-    ytid_codes = ytid_codes[first]
+    if not first.all():
+        rows = rows.filter(pa.array(first))
+        ytid_codes = ytid_codes[first]
     if rows.num_rows == 0:
         raise PlanError("no segments left to plan (check --classes / --exclude-classes / --limit)")
 

@@ -29,6 +29,8 @@ import pyarrow.csv as pacsv
 YTID_PATTERN = re.compile(r"[A-Za-z0-9_-]{11}")
 MID_PATTERN = re.compile(r"/[a-z]/[A-Za-z0-9_]+")
 HEADER_COLUMNS = "# YTID, start_seconds, end_seconds, positive_labels"
+# A row exactly as released: `YTID, start, end, "labels"` (the fast path's whole-file check).
+_RELEASED_ROW = r'^(?P<ytid>[A-Za-z0-9_-]{11}), (?P<start>[^,"]*), (?P<end>[^,"]*), "(?P<labels>[^"]*)"$'
 
 # Released file names -> the subset names used by the released features' folders.
 SUBSET_BY_FILENAME = {
@@ -214,12 +216,11 @@ def _read_table_fast(path: Path, known_mids) -> pa.Table | None:
     if len(lines) == 0:
         return pa.table({"ytid": pa.array([], pa.string()), "start": pa.array([], pa.float64()),
                          "end": pa.array([], pa.float64()), "labels": pa.array([], pa.string()), "line": lines})
-    parts = pc.split_pattern(lines, ", ", max_splits=3)
-    if not pc.all(pc.equal(pc.list_value_length(parts), 4)).as_py():
+    # One pass checks the released layout and the ID; rows that do not match come back null.
+    fields = pc.extract_regex(lines, _RELEASED_ROW)
+    if fields.null_count:
         return None
-    ytid, start_text, end_text, quoted = (pc.list_element(parts, i) for i in range(4))
-    if not pc.all(pc.match_substring_regex(ytid, "^" + YTID_PATTERN.pattern + "$")).as_py():
-        return None
+    ytid, start_text, end_text, labels = (fields.field(name) for name in ("ytid", "start", "end", "labels"))
     try:
         start, end = pc.cast(start_text, pa.float64()), pc.cast(end_text, pa.float64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -228,10 +229,6 @@ def _read_table_fast(path: Path, known_mids) -> pa.Table | None:
     if not (np.isfinite(start_np).all() and np.isfinite(end_np).all() and (start_np >= 0).all()
             and (end_np > start_np).all()):
         return None
-    if not (pc.all(pc.starts_with(quoted, '"')).as_py() and pc.all(pc.ends_with(quoted, '"')).as_py()
-            and pc.all(pc.equal(pc.count_substring(quoted, '"'), 2)).as_py()):
-        return None
-    labels = pc.utf8_slice_codeunits(quoted, 1, -1)
     distinct = set(pc.unique(pc.list_flatten(pc.split_pattern(labels, ","))).to_pylist())
     if known_mids is not None:
         if not distinct <= known_mids:
