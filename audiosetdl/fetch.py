@@ -7,7 +7,6 @@ appears once the whole file is there and has passed its checks (size, checksum, 
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import logging
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Callable
 
 from tqdm import tqdm
+
+from audiosetdl.rundir import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +82,6 @@ METADATA_FILES = (
     RemoteFile("ontology.json", ONTOLOGY_BASE_URL,
                "9c685f4403eecc3ca9be37fd7285cf212feaaea6ff7229d3e7ca89e0d1f2d15d", _check_ontology),
 )
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _verify(remote: RemoteFile, path: Path) -> None:

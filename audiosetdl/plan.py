@@ -36,7 +36,7 @@ from audiosetdl.metadata.ontology import LABELS_FILENAME, ONTOLOGY_FILENAME, Cla
 from audiosetdl.metadata.segments import (
     HEADER_COLUMNS, Segment, SegmentTable, iter_rows, parse_row, read_segment_table, subset_name,
 )
-from audiosetdl.rundir import RunDir, task_name, write_bytes_atomic, write_json_atomic, write_text_atomic
+from audiosetdl.rundir import RunDir, sha256_of, task_name, write_bytes_atomic, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -254,14 +254,6 @@ def _local_search(bin_of: np.ndarray, loads: np.ndarray, sizes: np.ndarray, part
 
 # ------------------------------------------------------------------------- planning --
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _has_label(labels: pa.Array, mids: frozenset[str]) -> pa.Array:
     """Rows whose comma-joined label list contains any of `mids`."""
     return pc.match_substring_regex(labels, "(^|,)(" + "|".join(re.escape(m) for m in sorted(mids)) + ")(,|$)")
@@ -339,7 +331,7 @@ def build_plan(csvs: list[str | Path], options: PlanOptions) -> PlannedRun:
     inputs, tables = [], []
     for path in csvs:
         table: SegmentTable = read_segment_table(path, known_mids=known, skip_bad_rows=options.skip_bad_rows)
-        inputs.append(InputFile(path.name, table.subset, _sha256(path), len(table) + len(table.bad_rows),
+        inputs.append(InputFile(path.name, table.subset, sha256_of(path), len(table) + len(table.bad_rows),
                                 len(table.bad_rows)))
         notes += [f"skipped {bad.path}:{bad.lineno}: {bad.problem}" for bad in table.bad_rows[:20]]
         if len(table.bad_rows) > 20:
@@ -463,7 +455,7 @@ def write_plan(run: RunDir, planned: PlannedRun, *, force: bool = False) -> str:
     if run.plan_path.exists():
         old = load_plan(run)
         if old.to_json() == new_json and all(
-            run.task_csv(t.index).exists() and _sha256(run.task_csv(t.index)) == t.sha256 for t in old.tasks
+            run.task_csv(t.index).exists() and sha256_of(run.task_csv(t.index)) == t.sha256 for t in old.tasks
         ):
             return "unchanged"
         if not force:

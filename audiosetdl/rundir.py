@@ -20,6 +20,7 @@ so a killed process never leaves a half-written file under a final name.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -141,6 +142,14 @@ def write_text_atomic(path: Path, text: str) -> None:
 def write_json_atomic(path: Path, obj) -> None:
     """Deterministic JSON (sorted keys, 2-space indent, trailing newline), written atomically."""
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def sweep_temp(directory: Path) -> int:
