@@ -94,15 +94,18 @@ class Failure:
 
 
 class ClipError(Exception):
-    """Raised by the fetcher for a clip that could not be made; carries its Failure."""
+    """Raised by the fetcher for a clip that could not be made; carries its Failure, and what the
+    attempt cost before it failed (media bytes and HTTP requests, when the fetcher counted them)."""
 
-    def __init__(self, failure: Failure) -> None:
+    def __init__(self, failure: Failure, *, bytes_fetched: int = 0, requests: int = 0) -> None:
         super().__init__(f"{failure.reason.value}: {failure.message}" if failure.message else failure.reason.value)
         self.failure = failure
+        self.bytes_fetched = bytes_fetched
+        self.requests = requests
 
     @classmethod
-    def of(cls, reason: Reason, message: str = "") -> ClipError:
-        return cls(Failure.of(reason, message))
+    def of(cls, reason: Reason, message: str = "", *, bytes_fetched: int = 0, requests: int = 0) -> ClipError:
+        return cls(Failure.of(reason, message), bytes_fetched=bytes_fetched, requests=requests)
 
 
 # --------------------------------------------------------------------------------------------
