@@ -141,3 +141,19 @@ def test_sigkill_mid_task_then_rerun(tmp_path, media_60s):
         assert download(run, server) == 0
         assert not [p for p in (run.root / "audio").rglob("*") if TEMP_MARK in p.name]
         assert {y for y, rs in ledger(run).items() if rs[-1].outcome == "ok"} == {y for y, _, _ in rows}
+
+
+def test_429_pauses_the_pool_then_resumes(tmp_path, media_60s):
+    rows = [("limited0001", 0.0, 10.0), ("after000001", 10.0, 20.0), ("after000002", 20.0, 30.0)]
+    run = make_run(tmp_path, rows)
+    with MediaServer() as server:
+        for ytid, _, _ in rows:
+            server.add(ytid, media_60s[Shape.DASH_M4A].path)
+        server.fail("limited0001", "429", times=1)
+        began = time.monotonic()
+        assert download(run, server, "--workers", "1", "--cooldown", "1.5", "--retries", "0") == 0
+        assert time.monotonic() - began >= 1.5
+        records = ledger(run)
+        assert [(r.outcome, r.reason) for r in records["limited0001"]] == [("failed", "rate_limited"), ("ok", "")]
+        assert json.loads(run.task_state_path(0).read_text())["cooldowns"] == 1
+        assert all(rs[-1].outcome == "ok" for rs in records.values())
