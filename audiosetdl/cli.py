@@ -141,6 +141,48 @@ def cmd_config(args: argparse.Namespace, cfg: dict) -> int:
     return 0
 
 
+def cmd_submit(args: argparse.Namespace, cfg: dict) -> int:
+    import dataclasses
+
+    from audiosetdl.backends.slurm import submit
+    from audiosetdl.config import SlurmOptions
+
+    slurm = options_from(SlurmOptions, args, cfg)
+    download = options_from(DownloadOptions, args, cfg)
+    if args.workers is None and "workers" not in cfg.get("download", {}):
+        download = dataclasses.replace(download, workers=slurm.cpus_per_task)  # one worker per CPU of the task
+    extract = options_from(ExtractOptions, args, cfg)
+    if "extract" in ",".join(slurm.stages) and not args.dry_run:
+        from audiosetdl.vggish.modelfiles import locate_models
+
+        locate_models(extract.models)  # fail now, not in every array task
+    submit(RunDir(args.run), slurm.stages, slurm, download, extract, resume=args.resume, dry_run=args.dry_run)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, cfg: dict) -> int:
+    import json
+    import time
+
+    from audiosetdl import status
+
+    run = RunDir(args.run)
+    try:
+        while True:
+            doc = status.report(run)
+            if args.json:
+                print(json.dumps(doc, sort_keys=True, indent=None if args.watch else 2), flush=True)
+            else:
+                print("\n".join(status.report_lines(doc)) + ("\n" if args.watch else ""), flush=True)
+            if args.plot:
+                status.plot(run, doc, args.plot)
+            if not args.watch or status.is_settled(doc):
+                return 0
+            time.sleep(args.watch)
+    except KeyboardInterrupt:
+        return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="audiosetdl",
@@ -162,26 +204,23 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_options(p, PlanOptions)
     p.set_defaults(func=cmd_plan)
 
-    p = sub.add_parser("download", parents=[common], help="download a plan's clips (one task, or all locally)",
-                       description="Fetch each segment's 10 s of audio with yt-dlp + ffmpeg into exact 16 kHz mono "
-                                   "FLAC clips, recording every attempt in RUN/status/NNNNN.jsonl. Reruns resume.")
-    p.add_argument("run", metavar="RUN", help="run directory made by `audiosetdl plan`")
-    which = p.add_mutually_exclusive_group()
+    one_task = argparse.ArgumentParser(add_help=False)  # RUN and which of its tasks
+    one_task.add_argument("run", metavar="RUN", help="run directory made by `audiosetdl plan`")
+    which = one_task.add_mutually_exclusive_group()
     which.add_argument("--task", type=int, metavar="I",
                        help="run task I only (default: $SLURM_ARRAY_TASK_ID when set, else every task in turn)")
     which.add_argument("--all", action="store_true", help="run every task in turn, even inside a SLURM job")
+
+    p = sub.add_parser("download", parents=[common, one_task], help="download a plan's clips (one task, or all locally)",
+                       description="Fetch each segment's 10 s of audio with yt-dlp + ffmpeg into exact 16 kHz mono "
+                                   "FLAC clips, recording every attempt in RUN/status/NNNNN.jsonl. Reruns resume.")
     config.add_options(p, DownloadOptions)
     p.set_defaults(func=cmd_download)
 
-    p = sub.add_parser("extract", parents=[common], help="VGGish embeddings of a plan's clips, as TFRecords",
+    p = sub.add_parser("extract", parents=[common, one_task], help="VGGish embeddings of a plan's clips, as TFRecords",
                        description="Embed each task's clips with VGGish (official checkpoint, PCA and 8-bit "
                                    "quantization as released) into RUN/embeddings/<subset>/<XX>.tfrecord. Reruns skip "
                                    "keys whose clips are unchanged.")
-    p.add_argument("run", metavar="RUN", help="run directory made by `audiosetdl plan`")
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--task", type=int, metavar="I",
-                       help="run task I only (default: $SLURM_ARRAY_TASK_ID when set, else every task in turn)")
-    which.add_argument("--all", action="store_true", help="run every task in turn, even inside a SLURM job")
     config.add_options(p, ExtractOptions)
     p.set_defaults(func=cmd_extract)
 
@@ -237,6 +276,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", parents=[common], help="print every option with its default, as YAML")
     p.set_defaults(func=cmd_config)
+
+    from audiosetdl.config import SlurmOptions
+
+    p = sub.add_parser("submit", parents=[common], help="run the stages as SLURM job arrays (one array task per task)",
+                       description="Submit a download job array and an extract job array (through submitit) whose "
+                                   "task i starts when download task i is done (--dependency=aftercorr). Logs and "
+                                   "job IDs go to RUN/slurm/ (jobs.json). --resume submits only the tasks the run "
+                                   "directory shows unfinished.")
+    p.add_argument("run", metavar="RUN", help="run directory made by `audiosetdl plan`")
+    p.add_argument("--resume", action="store_true",
+                   help="submit only unfinished tasks (from the run directory, not SLURM's memory); tasks stopped by "
+                        "YouTube's rate limit start after --rate-limited-delay")
+    p.add_argument("--dry-run", action="store_true", help="print the sbatch scripts instead of submitting")
+    for cls in (SlurmOptions, DownloadOptions, ExtractOptions):
+        config.add_options(p, cls)
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("status", parents=[common], help="progress of a run: outcomes, throughput, keys, SLURM jobs",
+                       description="Per-task progress read from the run directory (done / failed by reason / "
+                                   "pending, clips per hour, extract keys written) and, for submitted runs, the "
+                                   "SLURM states of their jobs (sacct, else squeue).")
+    p.add_argument("run", metavar="RUN", help="run directory")
+    p.add_argument("--json", action="store_true", help="print the status as JSON (schema: slurm/README.md)")
+    p.add_argument("--watch", type=float, metavar="SECONDS",
+                   help="repeat every SECONDS until every task is done or no job of the run is left in SLURM")
+    p.add_argument("--plot", metavar="FILE.png", help="also draw outcomes by reason and throughput over time")
+    p.set_defaults(func=cmd_status)
     return parser
 
 

@@ -7,6 +7,7 @@ the final report are made from; later records of a segment supersede earlier one
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -69,6 +70,36 @@ def latest(records: Iterable[Attempt]) -> dict[tuple[str, str, float, float], At
     for record in records:
         result[record.key] = record
     return result
+
+
+LEDGER_COLUMNS = ("ytid", "subset", "start", "end", "outcome", "reason", "message", "seconds", "timestamp")
+SEGMENT_KEY = ["subset", "ytid", "start", "end"]
+
+
+def ledger_frame(path: str | Path):
+    """A ledger's records (LEDGER_COLUMNS) as a pandas DataFrame, oldest first.
+
+    Arrow's JSON reader parses millions of records in seconds; a torn last line is ignored, and
+    a damaged line anywhere sends the file through `read_ledger`, which skips it.
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.json as pa_json
+
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        data = b""
+    data = data[: data.rfind(b"\n") + 1]
+    if data:
+        schema = pa.schema([(c, pa.float64() if c in ("start", "end", "seconds", "timestamp") else pa.string())
+                            for c in LEDGER_COLUMNS])
+        options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+        try:
+            return pa_json.read_json(io.BytesIO(data), parse_options=options).to_pandas()
+        except pa.ArrowInvalid:
+            pass
+    return pd.DataFrame([[getattr(r, c) for c in LEDGER_COLUMNS] for r in read_ledger(path)], columns=LEDGER_COLUMNS)
 
 
 class LedgerWriter:

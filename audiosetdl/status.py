@@ -1,17 +1,29 @@
-"""Where a run stands, read from the run directory alone: per-task outcomes from the ledgers.
+"""Where a run stands, read from the run directory alone, plus what SLURM says about its jobs.
 
 A segment is `ok` when its last ledger record is ok, `failed` (by reason) when its last record
-is a failure, and `pending` when it has no record yet.
+is a failure, and `pending` when it has no record yet. A download task is finished when its
+state file (RUN/status/NNNNN.state.json) says so and its ledger has a record of every segment;
+an extract task when every key of the task has its done marker. `unfinished` answers which
+tasks `submit --resume` sends again; `report` builds the document `audiosetdl status --json`
+prints (schema in slurm/README.md), `report_lines` its text form and `plot` its figure. Jobs
+submitted to SLURM are listed in RUN/slurm/jobs.json; their states come from sacct, or squeue
+where sacct is missing or has no accounting.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import json
+import re
+import shutil
+import subprocess
+import time
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from audiosetdl.ledger import OK, latest, read_ledger
-from audiosetdl.plan import Plan, load_plan
-from audiosetdl.rundir import RunDir
+from audiosetdl.ledger import OK, SEGMENT_KEY, ledger_frame
+from audiosetdl.plan import Plan, load_plan, load_task
+from audiosetdl.rundir import RunDir, task_name
 
 
 @dataclass
@@ -52,21 +64,20 @@ class RunStatus:
         return sum(t.pending for t in self.tasks)
 
 
-def task_status(run: RunDir, plan: Plan, index: int) -> TaskStatus:
+def task_status(run: RunDir, plan: Plan, index: int, frame=None) -> TaskStatus:
+    """Outcomes of one task's segments from its ledger (`frame`: the ledger, already read)."""
     spec = plan.tasks[index]
     status = TaskStatus(index, spec.segments)
-    keys = set(spec.keys)
-    records = list(read_ledger(run.ledger_path(index)))
-    for record in latest(records).values():
-        if (record.subset, record.ytid[:2]) not in keys:
-            continue
-        if record.outcome == OK:
-            status.ok += 1
-        else:
-            status.failed[record.reason or "unknown"] += 1
-    if records:
-        status.first_attempt = min(r.timestamp for r in records)
-        status.last_attempt = max(r.timestamp for r in records)
+    records = ledger_frame(run.ledger_path(index)) if frame is None else frame
+    if len(records):
+        last = records.drop_duplicates(SEGMENT_KEY, keep="last")
+        last = last[(last.subset + "/" + last.ytid.str[:2]).isin([f"{s}/{p}" for s, p in spec.keys])]
+        ok = last.outcome == OK
+        status.ok = int(ok.sum())
+        for reason, count in last.reason[~ok].fillna("").value_counts().items():
+            status.failed[reason or "unknown"] += int(count)
+        status.first_attempt = float((records.timestamp - records.seconds.fillna(0.0)).min())  # first attempt began
+        status.last_attempt = float(records.timestamp.max())
     return status
 
 
@@ -86,3 +97,265 @@ def outcome_table(status: RunStatus) -> list[str]:
     lines += [f"{name:<{width}}  {count:>9}  {100 * count / total:5.1f}%" for name, count in rows if count or name == "ok"]
     lines.append(f"{'total':<{width}}  {status.segments:>9}")
     return lines
+
+
+# ------------------------------------------------------------------ finished or not --
+
+STAGES = ("download", "extract")
+JOBS_FILE = "jobs.json"  # under RUN/slurm/: one record per `audiosetdl submit`
+
+
+def task_state(run: RunDir, index: int) -> dict | None:
+    """The download task's state file ({"state": "finished" | "rate_limited" | "interrupted", ...}), if any."""
+    try:
+        return json.loads(run.task_state_path(index).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def download_finished(run: RunDir, plan: Plan, index: int) -> bool:
+    """The task's last download run ended with nothing left to try, and the ledger has every segment."""
+    if (task_state(run, index) or {}).get("state") != "finished":
+        return False
+    records = ledger_frame(run.ledger_path(index))
+    recorded = set(zip(records.subset, records.ytid, records.start, records.end))
+    return all(segment.key in recorded for segment in load_task(run, plan, index))
+
+
+def extract_keys_done(run: RunDir, plan: Plan, index: int) -> int:
+    return sum(run.embeddings_marker(subset, prefix).exists() for subset, prefix in plan.tasks[index].keys)
+
+
+def extract_finished(run: RunDir, plan: Plan, index: int) -> bool:
+    return extract_keys_done(run, plan, index) == len(plan.tasks[index].keys)
+
+
+def unfinished(run: RunDir, plan: Plan, stage: str) -> list[int]:
+    """Tasks of `stage` the run directory does not show as finished (SLURM's memory is not consulted)."""
+    done = download_finished if stage == "download" else extract_finished
+    return [task.index for task in plan.tasks if not done(run, plan, task.index)]
+
+
+# ------------------------------------------------------------------------ SLURM jobs --
+
+def jobs_path(run: RunDir) -> Path:
+    return run.slurm_dir / JOBS_FILE
+
+
+def read_submissions(run: RunDir) -> list[dict]:
+    """RUN/slurm/jobs.json: [{"at", "stages", "resume", "jobs": [{"stage", "job_id", "tasks", ...}]}]."""
+    try:
+        return json.loads(jobs_path(run).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+
+
+_ARRAY_ROW = re.compile(r"^(\d+)_\[([0-9,\-]+)(?:%\d+)?\]$")
+
+
+def _expand(job_id: str) -> list[str]:
+    """'12_[0-2,5%2]' -> ['12_0', '12_1', '12_2', '12_5']; anything else as it is."""
+    m = _ARRAY_ROW.match(job_id)
+    if not m:
+        return [job_id]
+    out = []
+    for part in m.group(2).split(","):
+        lo, _, hi = part.partition("-")
+        out += [f"{m.group(1)}_{i}" for i in range(int(lo), int(hi or lo) + 1)]
+    return out
+
+
+def parse_states(text: str) -> dict[str, str]:
+    """`JobID|State` lines (sacct -P, or squeue -o '%i|%T') -> {"12_0": "RUNNING", "13": "PENDING"}."""
+    states: dict[str, str] = {}
+    for line in text.splitlines():
+        job_id, sep, state = line.strip().partition("|")
+        if sep and job_id and "." not in job_id:  # no job steps
+            for key in _expand(job_id):
+                states[key] = (state.split() or ["UNKNOWN"])[0]  # "CANCELLED by 0" -> CANCELLED
+    return states
+
+
+def slurm_states(job_ids: list[str]) -> tuple[str | None, dict[str, str]]:
+    """(source, states) for these jobs: sacct's view, else squeue's (jobs that left the queue are absent)."""
+    if not job_ids:
+        return None, {}
+    if shutil.which("sacct"):
+        res = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(job_ids)],
+                             capture_output=True, text=True, timeout=60, check=False)
+        if res.returncode == 0:
+            return "sacct", parse_states(res.stdout)
+    if shutil.which("squeue"):
+        res = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T"], capture_output=True, text=True, timeout=60,
+                             check=False)
+        if res.returncode == 0:
+            wanted = set(job_ids)
+            return "squeue", {k: v for k, v in parse_states(res.stdout).items() if k.split("_")[0] in wanted}
+    return None, {}
+
+
+def array_key(job: dict, position: int) -> str:
+    """SLURM's ID of the job's `position`-th task: submitit submits one task alone as a plain job."""
+    return job["job_id"] if len(job["tasks"]) == 1 else f"{job['job_id']}_{position}"
+
+
+def slurm_report(run: RunDir, query=None) -> tuple[dict | None, dict[int, dict]]:
+    """The `slurm` part of the report, and {task: {stage: {"job", "state"}}} from the latest submission."""
+    submissions = read_submissions(run)
+    if not submissions:
+        return None, {}
+    source, states = (query or slurm_states)([job["job_id"] for sub in submissions for job in sub["jobs"]])
+    missing = "NOT_QUEUED" if source == "squeue" else "UNKNOWN"
+    jobs, per_task = [], defaultdict(dict)
+    for sub in submissions:
+        for job in sub["jobs"]:
+            counts: Counter = Counter()
+            for position, task in enumerate(job["tasks"]):
+                key = array_key(job, position)
+                state = states.get(key, missing) if source else None
+                counts[state or "UNKNOWN"] += 1
+                per_task[task][job["stage"]] = {"job": key, "state": state}
+            jobs.append({"job_id": job["job_id"], "stage": job["stage"], "tasks": job["tasks"],
+                         "submitted_at": sub["at"], "begin": job.get("begin"), "dependency": job.get("dependency"),
+                         "logs": job.get("logs"), "states": dict(sorted(counts.items()))})
+    return {"source": source, "submissions": len(submissions), "jobs": jobs}, per_task
+
+
+def active_tasks(run: RunDir, query=None, recent_s: float = 300.0) -> set[int]:
+    """Tasks with a job of any stage still queued or running in SLURM (or submitted too recently for
+    sacct to know it): submitting them again would give them two writers."""
+    slurm, per_task = slurm_report(run, query)
+    if not slurm:
+        return set()
+    submitted = {job["job_id"]: job["submitted_at"] for job in slurm["jobs"]}
+    now = time.time()
+    return {task for task, stages in per_task.items() for job in stages.values()
+            if job["state"] in ACTIVE_STATES or (job["state"] in (None, "UNKNOWN")
+                                                 and now - submitted[job["job"].split("_")[0]] < recent_s)}
+
+
+# ----------------------------------------------------------------------------- report --
+
+REPORT_VERSION = 1
+
+
+def _per_hour(count: int, first: float | None, last: float | None) -> float | None:
+    if first is None or last is None or last <= first:
+        return None
+    return round(count * 3600.0 / (last - first), 1)
+
+
+def report(run: RunDir, *, query=None) -> dict:
+    """Everything `status` shows, as one JSON-ready document (see slurm/README.md for the schema)."""
+    plan = load_plan(run)
+    status = run_status(run)
+    slurm, slurm_tasks = slurm_report(run, query)
+    tasks = []
+    for t in status.tasks:
+        keys = len(plan.tasks[t.index].keys)
+        done_keys = extract_keys_done(run, plan, t.index)
+        state = (task_state(run, t.index) or {}).get("state")
+        tasks.append({
+            "index": t.index, "segments": t.segments, "ok": t.ok, "failed": dict(sorted(t.failed.items())),
+            "pending": t.pending, "state": state,
+            "finished": state == "finished" and t.pending == 0,  # (unfinished() also checks each segment's key)
+            "first_attempt": t.first_attempt, "last_attempt": t.last_attempt,
+            "clips_per_hour": _per_hour(t.ok, t.first_attempt, t.last_attempt),
+            "extract": {"keys": keys, "done": done_keys, "finished": done_keys == keys},
+            "slurm": slurm_tasks.get(t.index, {}),
+        })
+    firsts = [t.first_attempt for t in status.tasks if t.first_attempt is not None]
+    lasts = [t.last_attempt for t in status.tasks if t.last_attempt is not None]
+    return {
+        "version": REPORT_VERSION, "run": str(run.root), "at": time.time(),
+        "segments": status.segments, "ok": status.ok, "failed": dict(sorted(status.failed.items())),
+        "pending": status.pending,
+        "clips_per_hour": _per_hour(status.ok, min(firsts, default=None), max(lasts, default=None)),
+        "tasks_total": len(tasks), "tasks_finished": sum(t["finished"] for t in tasks),
+        "tasks": tasks,
+        "extract": {"keys": sum(t["extract"]["keys"] for t in tasks), "done": sum(t["extract"]["done"] for t in tasks),
+                    "tasks_finished": sum(t["extract"]["finished"] for t in tasks)},
+        "slurm": slurm,
+    }
+
+
+ACTIVE_STATES = frozenset({"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED",
+                           "PREEMPTED", "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT"})
+
+
+def is_settled(doc: dict, recent_s: float = 300.0) -> bool:
+    """Nothing more will happen by itself: every task done, or no job of the run queued or running
+    (a job sacct does not know yet counts as active for `recent_s` after its submission)."""
+    if all(t["finished"] and t["extract"]["finished"] for t in doc["tasks"]):
+        return True
+    if not doc.get("slurm"):
+        return False
+    for job in doc["slurm"]["jobs"]:
+        if any(s in ACTIVE_STATES or (s == "UNKNOWN" and doc["at"] - job["submitted_at"] < recent_s)
+               for s in job["states"]):
+            return False
+    return True
+
+
+def report_lines(doc: dict, max_rows: int = 40) -> list[str]:
+    """The report as text: totals, outcomes by reason, unfinished tasks, extract, SLURM jobs."""
+    rate = f", {doc['clips_per_hour']:.0f} clips/h" if doc["clips_per_hour"] else ""
+    lines = [f"{doc['run']}: {doc['segments']} segments in {doc['tasks_total']} tasks, "
+             f"{doc['tasks_finished']} tasks downloaded{rate}", ""]
+    lines += outcome_table(RunStatus([TaskStatus(-1, doc["segments"], doc["ok"], Counter(doc["failed"]))]))
+    shown = [t for t in doc["tasks"] if not (t["finished"] and t["extract"]["finished"])]
+    if shown:
+        lines += ["", f"{'task':<5}  {'segs':>6}  {'ok':>6}  {'failed':>6}  {'pending':>7}  {'state':<12}  "
+                      f"{'clips/h':>7}  {'keys':>7}  slurm"]
+        for t in shown[:max_rows]:
+            jobs = ", ".join(f"{stage} {j['job']} {j['state'] or '?'}" for stage, j in t["slurm"].items())
+            lines.append(f"{task_name(t['index'])}  {t['segments']:>6}  {t['ok']:>6}  {sum(t['failed'].values()):>6}  "
+                         f"{t['pending']:>7}  {t['state'] or '-':<12}  {t['clips_per_hour'] or 0:>7.0f}  "
+                         f"{t['extract']['done']:>3}/{t['extract']['keys']:<3}  {jobs}")
+        if len(shown) > max_rows:
+            lines.append(f"... and {len(shown) - max_rows} more unfinished tasks (--json lists every task)")
+    ex = doc["extract"]
+    lines += ["", f"extract: {ex['done']} of {ex['keys']} keys written, {ex['tasks_finished']} of "
+                  f"{doc['tasks_total']} tasks complete"]
+    if doc["slurm"]:
+        lines.append(f"slurm ({doc['slurm']['source'] or 'no sacct or squeue here'}):")
+        for job in doc["slurm"]["jobs"]:
+            states = ", ".join(f"{n} {s}" for s, n in job["states"].items())
+            lines.append(f"  job {job['job_id']} {job['stage']}: {len(job['tasks'])} tasks: {states}")
+    return lines
+
+
+def plot(run: RunDir, doc: dict, path: str | Path, bins: int = 48) -> Path:
+    """A PNG: outcomes by reason (bars) and clips per hour over time, from the ledgers' timestamps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    frames = [ledger_frame(run.ledger_path(t["index"])) for t in doc["tasks"]]
+    times = np.sort(np.concatenate([f.timestamp[(f.outcome == OK) & (f.message != "clip found on disk")].to_numpy(float)
+                                    for f in frames] or [np.zeros(0)]))
+    fig, (bars, rate) = plt.subplots(1, 2, figsize=(12, 4.5))
+    names = ["ok", *doc["failed"], "pending"]
+    counts = [doc["ok"], *doc["failed"].values(), doc["pending"]]
+    bars.bar(names, counts, color=["tab:green"] + ["tab:red"] * len(doc["failed"]) + ["tab:gray"])
+    bars.set_title(f"{doc['segments']} segments by outcome")
+    bars.set_ylabel("segments")
+    bars.tick_params(axis="x", rotation=45)
+    if len(times) > 1 and times[-1] > times[0]:
+        edges = np.linspace(times[0], times[-1], min(bins, len(times)) + 1)
+        counts_per_bin, _ = np.histogram(times, edges)
+        hours = (edges - times[0]) / 3600
+        rate.stairs(counts_per_bin / np.diff(hours), hours, color="tab:blue")
+        total = rate.twinx()
+        total.plot((times - times[0]) / 3600, np.arange(1, len(times) + 1), color="tab:orange")
+        total.set_ylabel("clips downloaded (orange)")
+    rate.set_title("throughput")
+    rate.set_xlabel("hours since the first clip")
+    rate.set_ylabel("clips per hour (blue)")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -169,7 +169,8 @@ def plan_resume(run: RunDir, index: int, segments: list[Segment], options: Downl
         if run.clip_path(segment.subset, segment.ytid, segment.start, segment.end).exists() and clip_is_valid(
                 run.clip_path(segment.subset, segment.ytid, segment.start, segment.end), segment):
             summary.done_before += 1
-            if record is None or record.outcome != OK:  # killed between the clip's rename and its ledger line
+            # Killed between the clip's rename and its ledger line; (extract's too_short verdict stands.)
+            if record is None or (record.outcome != OK and record.reason != Reason.TOO_SHORT.value):
                 ledger.append(Attempt(segment.ytid, segment.subset, segment.start, segment.end, OK,
                                       message="clip found on disk", attempt=attempts[segment.key]))
         elif record is not None and record.outcome == FAILED and record.permanent and not options.retry_permanent:
