@@ -103,6 +103,7 @@ def _worker_main(worker_index: int, factory: FetcherFactory, jobs, results) -> N
     # The parent decides when to stop: a Ctrl-C or SLURM's SIGTERM must not kill a clip mid-write.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGCONT, signal.SIG_DFL)  # not an inherited handler that logs (see _StopRequest)
     fetcher = factory(worker_index)
     try:
         while (job := jobs.get()) is not None:
@@ -146,15 +147,25 @@ class TaskSummary:
 
 
 class _StopRequest:
+    """The SIGINT/SIGTERM handler. It only sets flags: logging from a signal handler can deadlock
+    (the handler may interrupt the main thread inside a logging or queue lock, e.g. while another
+    handler logs SLURM's SIGCONT, which scancel sends just before SIGTERM)."""
+
     def __init__(self) -> None:
         self.reason: str | None = None
         self.requested_at = 0.0
+        self.signal: int | None = None
+        self.announced = False
 
     def __call__(self, signum, frame) -> None:
         if self.reason is None:
+            self.signal, self.reason, self.requested_at = signum, "interrupted", time.monotonic()
+
+    def announce(self) -> None:
+        if self.signal is not None and not self.announced:
+            self.announced = True
             log.warning("received %s: finishing the clips in flight, then stopping (resumable)",
-                        signal.Signals(signum).name)
-            self.reason, self.requested_at = "interrupted", time.monotonic()
+                        signal.Signals(self.signal).name)
 
 
 def plan_resume(run: RunDir, index: int, segments: list[Segment], options: DownloadOptions,
@@ -242,6 +253,9 @@ class _Pool:
             inboxes.append(inbox)
             workers.append(proc)
         previous = {sig: signal.signal(sig, self.stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        # SLURM sends SIGCONT before SIGTERM; a handler that logs it (submitit's) could deadlock
+        # against our own logging, so SIGCONT keeps its harmless default while the pool runs.
+        previous[signal.SIGCONT] = signal.signal(signal.SIGCONT, signal.SIG_DFL)
         bar = tqdm(total=self.summary.segments, initial=self.summary.done_before + self.summary.skipped_permanent,
                    desc=f"task {self.index:05d}", unit="clip", disable=not self.progress, dynamic_ncols=True,
                    mininterval=1.0 if os.isatty(2) else 30.0)
@@ -270,6 +284,7 @@ class _Pool:
         while ready or delayed or busy:
             now = time.monotonic()
             if self.stop.reason is not None:
+                self.stop.announce()
                 if not busy or now - self.stop.requested_at > STOP_GRACE_S:
                     break
             while delayed and delayed[0][0] <= now:
