@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import functools
 import hashlib
 import json
 import logging
@@ -64,9 +65,15 @@ class _Item:
 
 
 def make_embedder(options: ExtractOptions):
+    """The model for these options, loaded once per process (a local run extracts task after task)."""
+    return _embedder(options.models, options.batch_size, options.device)
+
+
+@functools.lru_cache(maxsize=1)
+def _embedder(models: str | None, batch_size: int, device: str | None):
     from audiosetdl.vggish.model import Embedder
 
-    return Embedder.from_models_dir(options.models, batch_size=options.batch_size, device=options.device)
+    return Embedder.from_models_dir(models, batch_size=batch_size, device=device)
 
 
 def _fingerprint(items: list[_Item]) -> str:
