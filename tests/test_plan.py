@@ -117,7 +117,11 @@ def test_real_csvs_plan(shared_audioset, tmp_path):
     first = (run.tasks_dir / "00000.csv").read_text().splitlines()
     assert first[0].startswith("# Segments csv created by audiosetdl for task 00000 of 50")
     assert first[2] == "# YTID, start_seconds, end_seconds, positive_labels"
-    assert len(read_segments(run.tasks_dir / "00000.csv").segments) == load_plan(run).tasks[0].segments
+    segments = read_segments(run.tasks_dir / "00000.csv").segments
+    assert len(segments) == load_plan(run).tasks[0].segments
+    labels = [label for s in segments for label in s.labels]
+    assert first[1] == (f"# num_ytids={len({s.ytid for s in segments})}, num_segs={len(segments)}, "
+                        f"num_unique_labels={len(set(labels))}, num_positive_labels={len(labels)}")
 
 
 def test_classes_and_limit(shared_audioset, tmp_path):
