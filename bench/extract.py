@@ -64,6 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=ExtractOptions().batch_size)
+    parser.add_argument("--decode-threads", type=int, default=ExtractOptions().decode_threads)
     args = parser.parse_args()
     rng = np.random.default_rng(1)
     pca = PCAParams(rng.standard_normal((128, 128)) * 0.1, rng.standard_normal((128, 1)))
@@ -83,7 +84,8 @@ def main() -> None:
         bare = n / (time.perf_counter() - began)
 
         began = time.perf_counter()
-        summary = run_task(run, 0, ExtractOptions(batch_size=args.batch_size), embedder=embedder, progress=False)
+        summary = run_task(run, 0, ExtractOptions(batch_size=args.batch_size, decode_threads=args.decode_threads),
+                           embedder=embedder, progress=False)
         full = summary.examples / (time.perf_counter() - began)
 
         began = time.perf_counter()
