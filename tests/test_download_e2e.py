@@ -20,7 +20,6 @@ from audiosetdl.metadata.segments import Segment, render_csv
 from audiosetdl.plan import build_plan, load_plan, load_task, write_plan
 from audiosetdl.rundir import TEMP_MARK, RunDir
 from tests.media import Shape, clip_byte_budget
-from tests.media_fixtures import media_60s, media_library  # noqa: F401 (fixtures)
 from tests.mediaserver import MediaServer
 from tests.ytdlp_test_extractor import FakeYoutubeIE, audio_format, youtubedl_with_fake
 

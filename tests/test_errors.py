@@ -26,7 +26,6 @@ from audiosetdl.download.errors import (
     reason_for_http_status,
     retry_delay_s,
 )
-from tests.media_fixtures import media_server  # noqa: F401
 from tests.mediaserver import MediaServer
 from tests.ytdlp_test_extractor import (
     REFUSALS,

@@ -3,7 +3,6 @@ inference that matches per-clip inference, too-short clips, and reruns that skip
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +17,6 @@ from audiosetdl.metadata.segments import Segment, render_csv
 from audiosetdl.plan import build_plan, load_plan, load_task, write_plan
 from audiosetdl.rundir import RunDir
 from audiosetdl.vggish import waveform_to_examples
-from tests.vggish_fixtures import vggish_embedder, vggish_models  # noqa: F401 (fixtures)
 
 ROWS = [  # (ytid, start, end, labels)
     ("aa000000001", 30.0, 40.0, ("/m/09x0r", "/m/04rlf")),

@@ -16,7 +16,7 @@ from audiosetdl.download.errors import ClipError, Reason
 from audiosetdl.download.fetcher import ClipFetcher, ClipResult, FetchSettings
 from audiosetdl.download.ranges import INDEX_PROBE_BYTES
 from tests.media import MediaFile, MediaLibrary, Shape, clip_byte_budget, locate_s, similarity
-from tests.media_fixtures import SIGNAL_60S, media_60s, media_library, media_server  # noqa: F401
+from tests.media_fixtures import SIGNAL_60S
 from tests.mediaserver import MediaServer, is_open_ended_range, parse_range
 from tests.ytdlp_test_extractor import FakeYoutubeIE, audio_format, youtubedl_with_fake
 from tests.test_ranges import absolute_offset_m4a, with_edit_list

@@ -26,7 +26,6 @@ from tests.media import (
     similarity,
     webm_elements,
 )
-from tests.media_fixtures import media_60s, media_library, media_server  # noqa: F401
 from tests.mediaserver import FAULT_MODES, MediaServer, is_open_ended_range, parse_range
 from tests.ytdlp_test_extractor import SilentLogger
 

@@ -24,7 +24,7 @@ from audiosetdl.download.ranges import (
     webm_cluster_first_block,
 )
 from tests.media import MediaFile, MediaLibrary, Shape, mp4_boxes, mp4_sidx_references, webm_elements
-from tests.media_fixtures import SIGNAL_60S, media_60s, media_library  # noqa: F401
+from tests.media_fixtures import SIGNAL_60S
 
 
 def reader(data: bytes, log: list[tuple[int, int]] | None = None):

@@ -12,9 +12,7 @@ from audiosetdl.metadata.segments import Segment, render_csv
 from audiosetdl.plan import load_plan
 from audiosetdl.rundir import RunDir
 from tests.media import Shape
-from tests.media_fixtures import media_60s, media_library  # noqa: F401 (fixtures)
 from tests.mediaserver import MediaServer
-from tests.vggish_fixtures import vggish_models  # noqa: F401 (fixture)
 
 pytest.importorskip("audiosetdl.download.fetcher")
 

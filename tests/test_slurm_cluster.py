@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.slurm_fixtures import REPO, SCRIPT, SlurmCluster, slurm_cluster  # noqa: F401
+from tests.slurm_fixtures import REPO, SCRIPT, SlurmCluster
 
 submitit = pytest.importorskip("submitit")
 

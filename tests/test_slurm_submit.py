@@ -32,10 +32,8 @@ from audiosetdl.ledger import OK, Attempt, LedgerWriter, read_ledger
 from audiosetdl.metadata.segments import Segment, render_csv
 from audiosetdl.plan import build_plan, load_plan, load_task, write_plan
 from audiosetdl.rundir import TEMP_MARK, RunDir, write_json_atomic
-from tests.media_fixtures import media_60s, media_library, media_server  # noqa: F401 (fixtures)
 from tests.scripted_fetcher import calls, factory
-from tests.slurm_fixtures import REPO, slurm_cluster  # noqa: F401 (fixture)
-from tests.vggish_fixtures import vggish_models  # noqa: F401 (fixture)
+from tests.slurm_fixtures import REPO
 
 SLURM = SlurmOptions(partition="debug", cpus_per_task=1, mem="500M", time="10", gpus_per_task=0,
                      extract_cpus_per_task=1, extract_mem="3G", extract_time="10")

@@ -20,13 +20,7 @@ from audiosetdl.vggish.model import CheckpointError, Embedder, VGGish, read_chec
 from audiosetdl.vggish.postprocess import PCAParams, PCAParamsError, dequantize, postprocess, quantize
 from audiosetdl.vggish.smoke import SUCCESS_LINE, SmokeStats, smoke_test
 from tests import vggish_reference as reference
-from tests.vggish_fixtures import (  # noqa: F401 - fixtures
-    VGGishTestModels,
-    audio_like_signals,
-    vggish_embedder,
-    vggish_models,
-    write_v1_checkpoint,
-)
+from tests.vggish_fixtures import VGGishTestModels, audio_like_signals, write_v1_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from audiosetdl.fetch import PARTIAL_SUFFIX, FetchError, Progress, download_file
+from audiosetdl.fetch import PARTIAL_SUFFIX, FetchError, Progress, download_file  # noqa: F401 (PARTIAL_SUFFIX: re-exported)
 from audiosetdl.vggish import params
 
 FETCH_HINT = "Run `audiosetdl fetch-models DIR` to download the official VGGish files (then pass --models DIR or set AUDIOSETDL_MODELS)"
