@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from audiosetdl import __version__, config
-from audiosetdl.backends.local import run_pipeline, run_tasks, task_indices
+from audiosetdl.backends.local import run_pipeline, task_indices
 from audiosetdl.config import ConfigError, DownloadOptions, ExtractOptions, PlanOptions, options_from
 from audiosetdl.fetch import FetchError, fetch_metadata
 from audiosetdl.metadata.ontology import ClassSelectionError
@@ -44,17 +44,21 @@ def cmd_plan(args: argparse.Namespace, cfg: dict) -> int:
 def cmd_download(args: argparse.Namespace, cfg: dict) -> int:
     from audiosetdl.download.stage import run_task
 
-    options = options_from(DownloadOptions, args, cfg)
     run = RunDir(args.run)
     indices = task_indices(run, args.task, args.all)
-    summaries = run_tasks(run_task, run, indices, options, should_stop=lambda s: s.stopped is not None)
+    results = run_pipeline(run, [(run_task, options_from(DownloadOptions, args, cfg))], indices)
     print("\n".join(outcome_table(run_status(run, indices))))
-    stopped = [s for s in summaries if s.stopped]
-    if stopped:
-        print(f"stopped ({stopped[0].stopped}) in task {stopped[0].index:05d}: run the same command again to resume",
-              file=sys.stderr)
-        return 130 if stopped[0].stopped == "interrupted" else 3
-    return 0
+    return _exit_status(results)
+
+
+def _exit_status(results: list[list]) -> int:
+    """0, or 130 (interrupted) / 3 (YouTube rate-limited) when a task stopped early, resumably."""
+    stopped = [s for summaries in results for s in summaries if getattr(s, "stopped", None)]
+    if not stopped:
+        return 0
+    print(f"stopped ({stopped[0].stopped}) in task {stopped[0].index:05d}: run the same command again to resume",
+          file=sys.stderr)
+    return 130 if stopped[0].stopped == "interrupted" else 3
 
 
 def cmd_extract(args: argparse.Namespace, cfg: dict) -> int:
@@ -62,7 +66,8 @@ def cmd_extract(args: argparse.Namespace, cfg: dict) -> int:
 
     options = options_from(ExtractOptions, args, cfg)
     run = RunDir(args.run)
-    summaries = run_tasks(run_task, run, task_indices(run, args.task, args.all), options)
+    summaries = [s for task in run_pipeline(run, [(run_task, options)], task_indices(run, args.task, args.all))
+                 for s in task]
     print(f"keys written {sum(s.keys_written for s in summaries)}, unchanged {sum(s.keys_unchanged for s in summaries)}; "
           f"clips {sum(s.clips for s in summaries)}, examples {sum(s.examples for s in summaries)}, "
           f"too short {sum(s.too_short for s in summaries)}")
@@ -99,12 +104,7 @@ def cmd_run(args: argparse.Namespace, cfg: dict) -> int:
     results = run_pipeline(run, [(fn, opts) for name, fn, opts in stages if name in chosen],
                            list(range(len(planned.plan.tasks))))
     print("\n".join(outcome_table(run_status(run))))
-    stopped = [s for summaries in results for s in summaries if getattr(s, "stopped", None)]
-    if stopped:
-        print(f"stopped ({stopped[0].stopped}) in task {stopped[0].index:05d}: run the same command again to resume",
-              file=sys.stderr)
-        return 130 if stopped[0].stopped == "interrupted" else 3
-    return 0
+    return _exit_status(results)
 
 
 def cmd_fetch_models(args: argparse.Namespace, cfg: dict) -> int:

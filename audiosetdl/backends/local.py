@@ -1,4 +1,4 @@
-"""The local backend: run a stage's tasks one after another in this process.
+"""The local backend: run tasks one after another in this process, each through the stages.
 
 Each task already spreads its own work over worker processes (download) or batches (extract),
 so tasks run in sequence; Ctrl-C stops after the current task's clips in flight, resumably.
@@ -7,12 +7,10 @@ so tasks run in sequence; Ctrl-C stops after the current task's clips in flight,
 from __future__ import annotations
 
 import os
-from typing import Callable, TypeVar
+from typing import Callable
 
 from audiosetdl.plan import load_plan
 from audiosetdl.rundir import RunDir
-
-Summary = TypeVar("Summary")
 
 
 def task_indices(run: RunDir, task: int | None, all_tasks: bool) -> list[int]:
@@ -23,18 +21,6 @@ def task_indices(run: RunDir, task: int | None, all_tasks: bool) -> list[int]:
     if task is None:
         return list(range(n_tasks))
     return [task]
-
-
-def run_tasks(stage: Callable[..., Summary], run: RunDir, indices: list[int], options,
-              should_stop: Callable[[Summary], bool] = lambda summary: False) -> list[Summary]:
-    """Run `stage(run, index, options)` for each index in turn; stop early when `should_stop` says so."""
-    summaries = []
-    for index in indices:
-        summary = stage(run, index, options)
-        summaries.append(summary)
-        if should_stop(summary):
-            break
-    return summaries
 
 
 def run_pipeline(run: RunDir, stages: list[tuple[Callable, object]], indices: list[int]) -> list[list]:
