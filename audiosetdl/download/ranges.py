@@ -546,6 +546,15 @@ def _uint(data: bytes, e: _Element, base: int = 0) -> int:
     return int.from_bytes(data[start:start + (e.size or 0)], "big")
 
 
+def _child_uints(data: bytes, parent: _Element, base: int, wanted: tuple[int, ...]) -> dict[int, int]:
+    """The unsigned-integer children of `parent` whose IDs are in `wanted`, by ID (the last one wins)."""
+    values = {}
+    for e in _elements(data, parent.body_start - base, parent.end - base, base):  # type: ignore[operator]
+        if e.ident in wanted:
+            values[e.ident] = _uint(data, e, base)
+    return values
+
+
 def _float(data: bytes, e: _Element, base: int = 0) -> float:
     start = e.body_start - base
     raw = data[start:start + (e.size or 0)]
@@ -646,12 +655,8 @@ def _seek_entries(body: bytes, base: int) -> Iterator[tuple[int, int]]:
     for seek in _elements(body, 0, len(body), base):
         if seek.ident != _SEEK:
             continue
-        ident = position = None
-        for e in _elements(body, seek.body_start - base, seek.end - base, base):  # type: ignore[operator]
-            if e.ident == _SEEK_ID:
-                ident = _uint(body, e, base)
-            elif e.ident == _SEEK_POSITION:
-                position = _uint(body, e, base)
+        values = _child_uints(body, seek, base, (_SEEK_ID, _SEEK_POSITION))
+        ident, position = values.get(_SEEK_ID), values.get(_SEEK_POSITION)
         if ident is not None and position is not None:
             yield ident, position
 
@@ -714,12 +719,8 @@ def _cue_points(body: bytes, base: int, track_number: int | None) -> Iterator[tu
             if e.ident == _CUE_TIME:
                 time_ticks = _uint(body, e, base)
             elif e.ident == _CUE_TRACK_POSITIONS:
-                cue_track = position = None
-                for f in _elements(body, e.body_start - base, e.end - base, base):  # type: ignore[operator]
-                    if f.ident == _CUE_TRACK:
-                        cue_track = _uint(body, f, base)
-                    elif f.ident == _CUE_CLUSTER_POSITION:
-                        position = _uint(body, f, base)
+                values = _child_uints(body, e, base, (_CUE_TRACK, _CUE_CLUSTER_POSITION))
+                cue_track, position = values.get(_CUE_TRACK), values.get(_CUE_CLUSTER_POSITION)
                 if position is not None and (track_number is None or cue_track in (None, track_number)):
                     positions.append(position)
         if time_ticks is not None:
