@@ -14,7 +14,7 @@ import soundfile
 
 from audiosetdl.download.errors import ClipError, Reason
 from audiosetdl.download.fetcher import ClipFetcher, ClipResult, FetchSettings
-from audiosetdl.download.ranges import INDEX_PROBE_BYTES
+from audiosetdl.download.index import INDEX_PROBE_BYTES
 from tests.media import MediaFile, MediaLibrary, Shape, clip_byte_budget, locate_s, similarity
 from tests.media_fixtures import SIGNAL_60S
 from tests.mediaserver import MediaServer, is_open_ended_range, parse_range

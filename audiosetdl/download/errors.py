@@ -94,18 +94,35 @@ class Failure:
 
 
 class ClipError(Exception):
-    """Raised by the fetcher for a clip that could not be made; carries its Failure, and what the
-    attempt cost before it failed (media bytes and HTTP requests, when the fetcher counted them)."""
+    """Raised by the fetcher for a clip that could not be made; carries its Failure, what the
+    attempt cost before it failed (media bytes and HTTP requests, when the fetcher counted them),
+    whether another player client might not meet it (`client_fixable`: a media URL refused
+    part-way, formats skipped or missing, SABR-only), and where it was met (`client`,
+    `format_id`, `method`, filled in by the fetcher as it learns them)."""
 
-    def __init__(self, failure: Failure, *, bytes_fetched: int = 0, requests: int = 0) -> None:
+    def __init__(self, failure: Failure, *, bytes_fetched: int = 0, requests: int = 0,
+                 client_fixable: bool = False) -> None:
         super().__init__(f"{failure.reason.value}: {failure.message}" if failure.message else failure.reason.value)
         self.failure = failure
         self.bytes_fetched = bytes_fetched
         self.requests = requests
+        self.client_fixable = client_fixable
+        self.client = ""
+        self.format_id = ""
+        self.method = ""
 
     @classmethod
-    def of(cls, reason: Reason, message: str = "", *, bytes_fetched: int = 0, requests: int = 0) -> ClipError:
-        return cls(Failure.of(reason, message), bytes_fetched=bytes_fetched, requests=requests)
+    def of(cls, reason: Reason, message: str = "", *, bytes_fetched: int = 0, requests: int = 0,
+           client_fixable: bool = False) -> ClipError:
+        return cls(Failure.of(reason, message), bytes_fetched=bytes_fetched, requests=requests,
+                   client_fixable=client_fixable)
+
+    def noting(self, **where: str) -> ClipError:
+        """Record where the failure was met (client, format_id, method) unless already known."""
+        for name, value in where.items():
+            if value and not getattr(self, name):
+                setattr(self, name, value)
+        return self
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,6 +275,11 @@ def _first_text(chain: list[BaseException]) -> str:
         if text:
             return text
     return type(chain[0]).__name__
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status anywhere in `exc`'s chain (yt-dlp's or urllib's HTTPError), if any."""
+    return next((s for s in map(_http_status, _exception_chain(exc)) if s is not None), None)
 
 
 def _http_status(e: BaseException) -> int | None:
