@@ -19,6 +19,11 @@ import yaml
 
 from audiosetdl.vggish.params import DEFAULT_BATCH_SIZE
 
+# yt-dlp's own clients first ("default": its _DEFAULT_CLIENTS, tv_samsung, visionos and web in
+# 2026.10.26), then clients that need no PO token (field notes): web_safari for its HLS formats,
+# tv (none; DRM without cookies, sometimes SABR-only), web_embedded (embeddable videos only).
+DEFAULT_PLAYER_CLIENTS = ("default", "web_safari", "tv", "web_embedded")
+
 
 def option(default: Any, help: str, *, metavar: str | None = None, choices: tuple | None = None,
            short: str | None = None) -> Any:
@@ -58,6 +63,8 @@ class DownloadOptions:
                           short="-w")
     retries: int = option(3, "retries of a transient failure (exponential backoff with jitter)")
     retry_permanent: bool = option(False, "also retry segments whose last failure was permanent (private, removed, ...)")
+    retry_failed: bool = option(False, "also retry exhausted segments (the same transient failure, e.g. decode_error, "
+                                       "after --retries attempts in each of two runs)")
     max_rate: float = option(300.0, "videos per hour for the whole task (yt-dlp's maintainers document ~300/h for "
                                     "guest sessions); 0: no limit")
     cooldown: float = option(900.0, "seconds the whole pool pauses after YouTube rate-limits or bot-checks it; "
@@ -71,8 +78,13 @@ class DownloadOptions:
     proxy: tuple[str, ...] = option((), "proxy URL for yt-dlp; repeat to rotate workers through several", metavar="URL")
     js_runtime: str = option("deno", "JavaScript runtime yt-dlp uses for YouTube's challenges (deno, node, bun; "
                                      "NAME:PATH for a specific binary)", metavar="NAME")
+    player_clients: tuple[str, ...] = option(
+        DEFAULT_PLAYER_CLIENTS, "YouTube player clients tried in turn when a clip fails in a way another client "
+                                "could fix (a 403 on a media range, formats skipped for a PO token, SABR-only, no "
+                                "audio format); 'default' is yt-dlp's own choice; repeat or comma-separate",
+        metavar="CLIENT[,CLIENT]")
     yt_dlp_arg: tuple[str, ...] = option((), "extra yt-dlp command-line option passed through (repeatable), "
-                                             "e.g. --yt-dlp-arg=--extractor-args=youtube:player_client=web",
+                                             "e.g. --yt-dlp-arg=--extractor-args=youtube:po_token=...",
                                          metavar="ARG")
     keep_original: bool = option(False, "also keep the untranscoded stream cut beside each clip")
     video: bool = option(False, "also keep an mp4 (video and audio) of each segment")

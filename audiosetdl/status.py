@@ -21,6 +21,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from audiosetdl.attempts import by_client, client_lines, note_counts
 from audiosetdl.ledger import OK, SEGMENT_KEY, ledger_frame
 from audiosetdl.plan import Plan, load_plan, load_task
 from audiosetdl.rundir import RunDir, task_name
@@ -81,10 +82,11 @@ def task_status(run: RunDir, plan: Plan, index: int, frame=None) -> TaskStatus:
     return status
 
 
-def run_status(run: RunDir, indices: list[int] | None = None) -> RunStatus:
+def run_status(run: RunDir, indices: list[int] | None = None, frames: dict | None = None) -> RunStatus:
+    """Outcomes of the tasks `indices` (default all); `frames`: their ledgers, already read."""
     plan = load_plan(run)
     indices = range(len(plan.tasks)) if indices is None else indices
-    return RunStatus([task_status(run, plan, i) for i in indices])
+    return RunStatus([task_status(run, plan, i, (frames or {}).get(i)) for i in indices])
 
 
 def outcome_table(status: RunStatus) -> list[str]:
@@ -248,7 +250,8 @@ def _per_hour(count: int, first: float | None, last: float | None) -> float | No
 def report(run: RunDir, *, query=None) -> dict:
     """Everything `status` shows, as one JSON-ready document (see slurm/README.md for the schema)."""
     plan = load_plan(run)
-    status = run_status(run)
+    frames = {i: ledger_frame(run.ledger_path(i)) for i in range(len(plan.tasks))}
+    status = run_status(run, frames=frames)
     slurm, slurm_tasks = slurm_report(run, query)
     tasks = []
     for t in status.tasks:
@@ -275,6 +278,7 @@ def report(run: RunDir, *, query=None) -> dict:
         "tasks": tasks,
         "extract": {"keys": sum(t["extract"]["keys"] for t in tasks), "done": sum(t["extract"]["done"] for t in tasks),
                     "tasks_finished": sum(t["extract"]["finished"] for t in tasks)},
+        "by_client": by_client(frames.values()), "notes": note_counts(frames.values()),
         "slurm": slurm,
     }
 
@@ -303,6 +307,7 @@ def report_lines(doc: dict, max_rows: int = 40) -> list[str]:
     lines = [f"{doc['run']}: {doc['segments']} segments in {doc['tasks_total']} tasks, "
              f"{doc['tasks_finished']} tasks downloaded{rate}", ""]
     lines += outcome_table(RunStatus([TaskStatus(-1, doc["segments"], doc["ok"], Counter(doc["failed"]))]))
+    lines += client_lines(doc.get("by_client", []), doc.get("notes", {}))
     shown = [t for t in doc["tasks"] if not (t["finished"] and t["extract"]["finished"])]
     if shown:
         lines += ["", f"{'task':<5}  {'segs':>6}  {'ok':>6}  {'failed':>6}  {'pending':>7}  {'state':<12}  "

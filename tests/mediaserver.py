@@ -4,7 +4,9 @@ Owns: serving registered files at ``/media/<ytid>.<ext>`` on 127.0.0.1 with real
 semantics (206 + Content-Range, 416, HEAD, Accept-Ranges), a per-request log (method, Range
 header as sent, status, body bytes sent) so tests can bound bytes per clip and forbid
 open-ended requests, YouTube-like throttling of open-ended requests, added latency, and
-injected failures per ID (HTTP statuses, connection resets, truncated bodies, slow starts).
+injected failures per ID (HTTP statuses, connection resets, truncated bodies, slow starts), and
+YouTube's partial PO-token enforcement: a URL that answers its first bytes and then 403s
+(`forbid_past`).
 
 Python's ``http.server`` ignores Range, hence this. Every wait in a handler is bounded: sockets
 carry a timeout, sleeps wake on close(), and close() shuts the open connections and joins the
@@ -140,6 +142,7 @@ class MediaServer:
         self._idle = threading.Condition(self._lock)
         self._media: dict[str, _Media] = {}
         self._faults: dict[str, _Fault] = {}
+        self._forbidden_past: dict[str, int] = {}
         self._records: list[_LiveRecord] = []
         self._in_flight = 0
         self._connections: dict[socket.socket, threading.Thread] = {}
@@ -241,12 +244,29 @@ class MediaServer:
         with self._lock:
             self._faults[ytid] = _Fault(mode=mode, remaining=times, slow_start_s=slow_start_s)
 
+    def forbid_past(self, ytid: str, limit_bytes: int) -> None:
+        """Answer 403 to every request for `ytid` that reaches byte `limit_bytes` or beyond, as
+        YouTube does for a URL without a valid PO token: ``bytes=0-1048575`` 206, ``bytes=0-2097151``
+        403 (cobalt #1565); a request without Range asks for everything, so it is refused too."""
+        with self._lock:
+            self._forbidden_past[ytid] = limit_bytes
+
     def clear_failures(self, ytid: str | None = None) -> None:
         with self._lock:
             if ytid is None:
                 self._faults.clear()
+                self._forbidden_past.clear()
             else:
                 self._faults.pop(ytid, None)
+                self._forbidden_past.pop(ytid, None)
+
+    def _forbids(self, ytid: str, span: tuple[int, int] | str | None, size: int) -> bool:
+        with self._lock:
+            limit = self._forbidden_past.get(ytid)
+        if limit is None:
+            return False
+        last = span[1] if isinstance(span, tuple) else size - 1
+        return last >= limit
 
     def _take_fault(self, ytid: str) -> _Fault | None:
         with self._lock:
@@ -418,6 +438,10 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _ConnectionAborted
 
         span = parse_range(live.record.range_header, media.size)
+        if owner._forbids(live.record.ytid or "", span, media.size):
+            live.update(fault="forbidden_past")
+            self._send_status_only(live, 403)
+            return
         if span == _UNSATISFIABLE:
             self._send_status_only(live, 416, {"Content-Range": f"bytes */{media.size}"})
             return

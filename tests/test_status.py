@@ -18,7 +18,7 @@ IDS = {"aa": ["aa000000000", "aa000000001", "aa000000002"], "bb": ["bb000000000"
        "cc": ["cc000000000", "cc000000001"]}
 T0 = 1_700_000_000.0
 TOP_KEYS = {"version", "run", "at", "segments", "ok", "failed", "pending", "clips_per_hour", "tasks_total",
-            "tasks_finished", "tasks", "extract", "slurm"}
+            "tasks_finished", "tasks", "extract", "by_client", "notes", "slurm"}
 TASK_KEYS = {"index", "segments", "ok", "failed", "pending", "state", "finished", "first_attempt", "last_attempt",
              "clips_per_hour", "extract", "slurm"}
 

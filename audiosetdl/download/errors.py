@@ -78,6 +78,14 @@ PERMANENT_REASONS: frozenset[Reason] = frozenset({
 
 POOL_PAUSE_REASONS: frozenset[Reason] = frozenset({Reason.BOT_CHECK, Reason.RATE_LIMITED})
 
+# Transient failures that say something about the video (or what is served for it), so that the
+# same one run after run means retrying is wasted: a segment they settle in two runs is
+# "exhausted" (resume skips it unless --retry-failed). Never: the pool-wide pauses, network
+# (outages), live_or_premiere (later), format_unavailable (usually a missing JS runtime or PO
+# token on this machine: fixing that must not find the whole run written off).
+EXHAUSTIBLE_REASONS: frozenset[str] = frozenset({Reason.DECODE_ERROR.value, Reason.HTTP_ERROR.value,
+                                                 Reason.UNKNOWN.value})
+
 
 @dataclass(frozen=True)
 class Failure:
@@ -110,6 +118,7 @@ class ClipError(Exception):
         self.client = ""
         self.format_id = ""
         self.method = ""
+        self.notes: tuple[str, ...] = ()  # yt-dlp's words on the formats it skipped
 
     @classmethod
     def of(cls, reason: Reason, message: str = "", *, bytes_fetched: int = 0, requests: int = 0,

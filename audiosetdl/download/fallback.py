@@ -132,6 +132,17 @@ class RangeChunkingProxy:
 
 
 
+def looks_like_media(head: bytes) -> bool:
+    """Whether a file's first bytes could be something ffmpeg decodes as audio (MP4, Matroska/WebM,
+    MP3 or ADTS AAC, Ogg, FLAC, WAV, MPEG-TS); an HTML error page or other garbage is not, and is
+    then not read to its end."""
+    if len(head) >= 8 and head[4:8] in (b"ftyp", b"styp", b"moov", b"sidx", b"free", b"skip", b"mdat", b"moof"):
+        return True
+    if head[:4] in (b"\x1a\x45\xdf\xa3", b"OggS", b"fLaC", b"RIFF") or head[:3] == b"ID3" or head[:1] == b"\x47":
+        return True
+    return len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0  # MPEG audio / ADTS frame sync
+
+
 def decode_through_proxy(proxy: RangeChunkingProxy, source: MediaSource, start: Fraction, clip_samples: int,
                          out_rate: int, timeout: float, original: Path | None) -> np.ndarray:
     """The clip's samples (16-bit, `out_rate`), ffmpeg reading `source` through `proxy`; ffmpeg
@@ -145,6 +156,9 @@ def decode_through_proxy(proxy: RangeChunkingProxy, source: MediaSource, start: 
     """
     if source.size is None:
         raise ClipError.of(Reason.HTTP_ERROR, "the media size is unknown (no Content-Range)")
+    head = source.read(0, 16)
+    if not looks_like_media(head):
+        raise ClipError.of(Reason.DECODE_ERROR, f"the server answered with something that is not audio: {head!r}")
     seek = round(start - Fraction(FALLBACK_SEEK_EARLY_S), 6) if source.read(4, 8) == b"ftyp" else Fraction(0)
     if seek > 0:
         # ffmpeg shifts the timeline by exactly the -ss value given (whole microseconds here),

@@ -66,8 +66,8 @@ from audiosetdl.download.fallback import RangeChunkingProxy, decode_through_prox
 from audiosetdl.download.http import FetchCounter, MediaSource, clip_error, with_counts
 from audiosetdl.download.index import MAX_REQUEST_BYTES, Container, FragmentIndex, IndexNotFound, byte_ranges, read_index
 from audiosetdl.download.mp4 import relocate_mp4_fragments
+from audiosetdl.config import DEFAULT_PLAYER_CLIENTS
 from audiosetdl.download.resolve import (
-    DEFAULT_PLAYER_CLIENTS,
     Resolved,
     audio_format,
     install_logger,
@@ -102,6 +102,8 @@ class ClipResult:
     format_id: str  # the audio format used
     method: str  # "index" | "fallback"
     client: str = ""  # the player client whose formats made the clip ("" for other sites)
+    notes: tuple[str, ...] = ()  # yt-dlp's words on the formats it skipped, every client tried
+    message: str = ""  # what the clients tried before this one met
 
 
 @dataclass
@@ -160,13 +162,17 @@ class ClipFetcher:
         failures: list[ClipError] = []
         for client in self.settings.player_clients or DEFAULT_PLAYER_CLIENTS:
             try:
-                return self._fetch_with(client, url, ytid, Fraction(repr(float(start))), Fraction(repr(float(end))),
+                clip = self._fetch_with(client, url, ytid, Fraction(repr(float(start))), Fraction(repr(float(end))),
                                         Path(dest), counter)
             except ClipError as exc:
                 failures.append(with_counts(exc, counter))
                 if not exc.client_fixable or not exc.client:  # no client: not YouTube, clients don't apply
                     break
                 log.info("%s: %s with client %s; trying the next client", ytid, exc, client)
+            else:
+                notes = tuple(dict.fromkeys(n for e in failures for n in e.notes)) + clip.notes
+                return replace(clip, bytes_fetched=counter.bytes, requests=counter.requests, notes=notes,
+                               message=_failures_text(failures))
         raise _all_clients_failed(failures)
 
     def _fetch_with(self, client: str, url: str, ytid: str, start: Fraction, end: Fraction, dest: Path,
@@ -184,12 +190,14 @@ class ClipFetcher:
                 if outputs.video is not None:
                     self._make_video(resolved.info, ytid, float(start), float(end), outputs, counter)
         except ClipError as exc:
+            exc.notes = exc.notes or resolved.notes
             raise exc.noting(client=resolved.client, format_id=str(fmt.get("format_id") or ""), method=method)
         except (OSError, RuntimeError, soundfile.LibsndfileError) as exc:
             raise clip_error(exc, ytid, counter).noting(client=resolved.client,
                                                          format_id=str(fmt.get("format_id") or "")) from exc
         return ClipResult(path=dest, bytes_fetched=counter.bytes, requests=counter.requests, padded_seconds=padded,
-                          format_id=str(fmt.get("format_id")), method=method, client=resolved.client)
+                          format_id=str(fmt.get("format_id")), method=method, client=resolved.client,
+                          notes=resolved.notes)
 
     @contextlib.contextmanager
     def _outputs(self, dest: Path, fmt: dict) -> Iterator[_Outputs]:
@@ -207,20 +215,26 @@ class ClipFetcher:
         out_rate = self.settings.sample_rate
         clip_samples = round((end - start) * out_rate)
         if is_hls(fmt):
-            raise ClipError.of(Reason.FORMAT_UNAVAILABLE, "HLS formats are not fetched yet", client_fixable=True)
-        source.probe(resolved.info.get("duration"))
+            raise ClipError.of(Reason.FORMAT_UNAVAILABLE, "HLS formats are not fetched yet",
+                               client_fixable=True).noting(method="hls")
+        method = "index"
         try:
-            index = read_index(source.read, source.size)
-            timing = AudioTiming.of(index)
-        except IndexNotFound as why:
-            log.debug("%s: %s; using the fallback", source.ytid, why)
-            if self._proxy is None:
-                self._proxy = RangeChunkingProxy(self.settings.max_request_bytes)
-            samples = decode_through_proxy(self._proxy, source, start, clip_samples, out_rate, self.settings.timeout,
-                                           outputs.original)
-            return write_clip(samples, clip_samples, out_rate, outputs.clip), "fallback"
-        samples = self._decode_indexed(source, index, timing, start, end, clip_samples, outputs)
-        return write_clip(samples, clip_samples, out_rate, outputs.clip), "index"
+            source.probe(resolved.info.get("duration"))
+            try:
+                index = read_index(source.read, source.size)
+                timing = AudioTiming.of(index)
+            except IndexNotFound as why:
+                log.debug("%s: %s; using the fallback", source.ytid, why)
+                method = "fallback"
+                if self._proxy is None:
+                    self._proxy = RangeChunkingProxy(self.settings.max_request_bytes)
+                samples = decode_through_proxy(self._proxy, source, start, clip_samples, out_rate,
+                                               self.settings.timeout, outputs.original)
+            else:
+                samples = self._decode_indexed(source, index, timing, start, end, clip_samples, outputs)
+            return write_clip(samples, clip_samples, out_rate, outputs.clip), method
+        except ClipError as exc:
+            raise exc.noting(method=method)
 
     def _decode_indexed(self, source: MediaSource, index: FragmentIndex, timing: AudioTiming,
                         start: Fraction, end: Fraction, clip_samples: int, outputs: _Outputs) -> np.ndarray:
@@ -299,7 +313,11 @@ def _all_clients_failed(failures: list[ClipError]) -> ClipError:
     every client met when there were several."""
     first = failures[0]
     if len(failures) > 1:
-        summary = "; ".join(f"{e.client or '?'}: {e.failure.reason.value} ({e.failure.message})" for e in failures)
-        first.failure = replace(first.failure, message=f"every player client failed: {summary}")
+        first.failure = replace(first.failure, message=f"every player client failed: {_failures_text(failures)}")
         first.client = ",".join(e.client for e in failures)
+        first.notes = tuple(dict.fromkeys(n for e in failures for n in e.notes))
     return first
+
+
+def _failures_text(failures: list[ClipError]) -> str:
+    return "; ".join(f"{e.client or '?'}: {e.failure.reason.value} ({e.failure.message})" for e in failures)

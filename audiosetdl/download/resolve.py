@@ -1,7 +1,7 @@
 """Resolving a video with yt-dlp: which player client asks, which audio format to use, and what
 yt-dlp said about the formats it skipped.
 
-Owns: `DEFAULT_PLAYER_CLIENTS` (the order clients are tried in), `resolve` (one
+Owns: `resolve` (one
 ``extract_info`` with ``extractor_args`` ``youtube:player_client=<client>``), `YtDlpLogger`
 (yt-dlp's messages into logging, and the notes on skipped formats it gathers per resolve),
 choosing the audio format (and, with `video`, the video format), and `Resolved`.
@@ -27,10 +27,6 @@ from audiosetdl.download.errors import ClipError, Failure, Reason, classify
 
 log = logging.getLogger(__name__)
 
-# "default" is yt-dlp's own choice (its _DEFAULT_CLIENTS: tv_samsung, visionos, web in 2026.10.26).
-# Then clients that need no PO token: web_safari's HLS formats, tv (none; DRM without cookies,
-# sometimes SABR-only), web_embedded (embeddable videos only).
-DEFAULT_PLAYER_CLIENTS = ("default", "web_safari", "tv", "web_embedded")
 YOUTUBE_EXTRACTOR_KEY = "Youtube"  # info["extractor_key"] of YouTube videos: the only ones clients apply to
 AVAILABLE_AT_MAX_WAIT_S = 60.0  # a format YouTube releases later than this is reported unavailable, not waited for
 VIDEO_MAX_HEIGHT = 480  # with `video`: the best video-only format up to this height (else the smallest)
@@ -115,9 +111,10 @@ def resolve(ydl: yt_dlp.YoutubeDL, logger: YtDlpLogger, url: str, ytid: str, cli
     try:
         info = ydl.extract_info(url, download=False)
     except Exception as exc:  # noqa: BLE001 - DownloadError and anything under it
-        failure = classify(exc, ytid)
-        raise ClipError(_with_notes(failure, logger.take_notes()),
-                        client_fixable=failure.reason is Reason.FORMAT_UNAVAILABLE).noting(client=client) from exc
+        failure, notes = classify(exc, ytid), logger.take_notes()
+        error = ClipError(_with_notes(failure, notes), client_fixable=failure.reason is Reason.FORMAT_UNAVAILABLE)
+        error.notes = notes
+        raise error.noting(client=client) from exc
     if not isinstance(info, dict):
         raise ClipError.of(Reason.UNKNOWN, "yt-dlp returned no information").noting(client=client)
     resolved = Resolved(info, client, logger.take_notes())

@@ -9,6 +9,8 @@ loses at most the clips in flight, and a rerun resumes from the ledger:
 
 - done (clip file present and valid) -> skipped, even when the ledger missed the record;
 - last failure permanent (private, removed, ...) -> skipped unless `retry_permanent`;
+- exhausted (the same kind of transient failure settled the segment in `EXHAUSTED_AFTER_RUNS`
+  runs, each after its retries) -> skipped unless `retry_failed`;
 - anything else -> tried again. A rerun over a finished task starts no worker at all.
 """
 
@@ -32,7 +34,7 @@ from tqdm import tqdm
 
 from audiosetdl.audio import clip_is_valid
 from audiosetdl.config import DownloadOptions
-from audiosetdl.download.errors import ClipError, Failure, Reason, classify, retry_delay_s
+from audiosetdl.download.errors import EXHAUSTIBLE_REASONS, ClipError, Failure, Reason, classify, retry_delay_s
 from audiosetdl.ledger import FAILED, OK, Attempt, LedgerWriter, latest, read_ledger
 from audiosetdl.metadata.segments import Segment
 from audiosetdl.plan import load_plan, load_task
@@ -41,6 +43,7 @@ from audiosetdl.rundir import RunDir, sweep_temp, write_json_atomic
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 20.0  # after a stop request, how long in-flight clips may still finish
+EXHAUSTED_AFTER_RUNS = 2  # runs whose retries all ended in the same kind of transient failure
 
 
 # ----------------------------------------------------------------------------- fetchers --
@@ -72,8 +75,10 @@ def default_fetcher_factory(options: DownloadOptions) -> FetcherFactory:
     def make(worker_index: int):
         from audiosetdl.download.fetcher import ClipFetcher, FetchSettings
 
+        clients = tuple(c.strip() for item in options.player_clients for c in item.split(",") if c.strip())
         return ClipFetcher(FetchSettings(ydl_params=ydl_params(options, worker_index), timeout=options.timeout,
-                                         keep_original=options.keep_original, video=options.video))
+                                         keep_original=options.keep_original, video=options.video,
+                                         player_clients=clients))
     return make
 
 
@@ -97,6 +102,27 @@ class JobResult:
     bytes_fetched: int
     seconds: float
     padded: float = 0.0
+    client: str = ""
+    format_id: str = ""
+    method: str = ""
+    notes: str = ""
+    message: str = ""  # for a clip made: what went wrong on the way (other clients tried first)
+
+
+def _result_of(worker: int, job: Job, clip, seconds: float) -> JobResult:
+    return JobResult(worker, job.seq, True, None, clip.bytes_fetched, seconds, clip.padded_seconds,
+                     client=getattr(clip, "client", ""), format_id=str(getattr(clip, "format_id", "")),
+                     method=getattr(clip, "method", ""), notes="; ".join(getattr(clip, "notes", ())),
+                     message=getattr(clip, "message", ""))
+
+
+def _failure_of(worker: int, job: Job, exc: Exception, seconds: float) -> JobResult:
+    failure = exc.failure if isinstance(exc, ClipError) else classify(exc, job.segment.ytid)
+    if failure.reason == Reason.UNKNOWN:
+        log.exception("unexpected failure on %s", job.segment.ytid)
+    return JobResult(worker, job.seq, False, failure, getattr(exc, "bytes_fetched", 0) or 0, seconds,
+                     client=getattr(exc, "client", ""), format_id=getattr(exc, "format_id", ""),
+                     method=getattr(exc, "method", ""), notes="; ".join(getattr(exc, "notes", ())))
 
 
 def _worker_main(worker_index: int, factory: FetcherFactory, jobs, results) -> None:
@@ -110,14 +136,9 @@ def _worker_main(worker_index: int, factory: FetcherFactory, jobs, results) -> N
             began = time.monotonic()
             try:
                 clip = fetcher.fetch(job.url, job.segment.ytid, job.segment.start, job.segment.end, job.dest)
-                results.put(JobResult(worker_index, job.seq, True, None, clip.bytes_fetched,
-                                      time.monotonic() - began, clip.padded_seconds))
+                results.put(_result_of(worker_index, job, clip, time.monotonic() - began))
             except Exception as exc:  # every failure is recorded, none stops the task
-                failure = exc.failure if isinstance(exc, ClipError) else classify(exc, job.segment.ytid)
-                if failure.reason == Reason.UNKNOWN:
-                    log.exception("unexpected failure on %s", job.segment.ytid)
-                results.put(JobResult(worker_index, job.seq, False, failure, getattr(exc, "bytes_fetched", 0) or 0,
-                                      time.monotonic() - began))
+                results.put(_failure_of(worker_index, job, exc, time.monotonic() - began))
     finally:
         fetcher.close()
 
@@ -130,6 +151,7 @@ class TaskSummary:
     segments: int
     done_before: int = 0  # already finished when the task started
     skipped_permanent: int = 0
+    skipped_exhausted: int = 0
     ok: int = 0  # finished in this run
     failed: Counter = field(default_factory=Counter)  # final failures in this run, by reason
     cooldowns: int = 0
@@ -142,7 +164,8 @@ class TaskSummary:
     def to_json(self) -> dict:
         """The task's state file: `state` is "finished", "rate_limited" or "interrupted"."""
         return {"state": self.stopped or "finished", "at": time.time(), "segments": self.segments,
-                "done_before": self.done_before, "skipped_permanent": self.skipped_permanent, "ok": self.ok,
+                "done_before": self.done_before, "skipped_permanent": self.skipped_permanent,
+                "skipped_exhausted": self.skipped_exhausted, "ok": self.ok,
                 "failed": dict(self.failed), "cooldowns": self.cooldowns}
 
 
@@ -172,8 +195,10 @@ def plan_resume(run: RunDir, index: int, segments: list[Segment], options: Downl
                 ledger: LedgerWriter) -> tuple[list[tuple[Segment, int]], TaskSummary]:
     """Which segments still need an attempt (with their attempt number), from files and ledger."""
     summary = TaskSummary(index, len(segments))
-    records = latest(read_ledger(run.ledger_path(index)))
-    attempts = Counter(r.key for r in read_ledger(run.ledger_path(index)))
+    history = list(read_ledger(run.ledger_path(index)))
+    records = latest(history)
+    attempts = Counter(r.key for r in history)
+    exhausted = _exhausted_runs(history)
     todo = []
     for segment in segments:
         record = records.get(segment.key)
@@ -186,9 +211,24 @@ def plan_resume(run: RunDir, index: int, segments: list[Segment], options: Downl
                                       message="clip found on disk", attempt=attempts[segment.key]))
         elif record is not None and record.outcome == FAILED and record.permanent and not options.retry_permanent:
             summary.skipped_permanent += 1
+        elif (record is not None and record.outcome == FAILED and exhausted[segment.key] >= EXHAUSTED_AFTER_RUNS
+              and not options.retry_failed):
+            summary.skipped_exhausted += 1
         else:
             todo.append((segment, attempts[segment.key] + 1))
     return todo, summary
+
+
+def _exhausted_runs(history: list[Attempt]) -> Counter:
+    """Per segment: the runs that ended in an exhaustible transient failure (their retries spent),
+    counted since its last success and since its last failure of another kind."""
+    runs: Counter = Counter()
+    for record in history:
+        if record.outcome == FAILED and record.final and record.reason in EXHAUSTIBLE_REASONS:
+            runs[record.key] += 1
+        elif record.outcome == OK or record.final:
+            runs.pop(record.key, None)
+    return runs
 
 
 def run_task(run: RunDir, index: int, options: DownloadOptions, *,
@@ -201,8 +241,8 @@ def run_task(run: RunDir, index: int, options: DownloadOptions, *,
     with LedgerWriter(run.ledger_path(index)) as ledger:
         todo, summary = plan_resume(run, index, segments, options, ledger)
         if not todo:
-            log.info("task %05d: nothing to do (%d done, %d permanently failed)", index, summary.done_before,
-                     summary.skipped_permanent)
+            log.info("task %05d: nothing to do (%d done, %d permanently failed, %d exhausted)", index,
+                     summary.done_before, summary.skipped_permanent, summary.skipped_exhausted)
         else:
             factory = fetcher_factory or default_fetcher_factory(options)
             with _task_log(run, index):
@@ -239,6 +279,7 @@ class _Pool:
         self.paused_until = 0.0
         self.next_dispatch = 0.0
         self.interval = 3600.0 / options.max_rate if options.max_rate > 0 else 0.0
+        self.retried: Counter = Counter()  # failures per job seq in this run (pool-wide pauses not counted)
 
     def run(self, todo: list[tuple[Segment, int]]) -> None:
         context = multiprocessing.get_context("fork")  # fork: workers inherit the multiprocessing-logging handler
@@ -256,7 +297,8 @@ class _Pool:
         # SLURM sends SIGCONT before SIGTERM; a handler that logs it (submitit's) could deadlock
         # against our own logging, so SIGCONT keeps its harmless default while the pool runs.
         previous[signal.SIGCONT] = signal.signal(signal.SIGCONT, signal.SIG_DFL)
-        bar = tqdm(total=self.summary.segments, initial=self.summary.done_before + self.summary.skipped_permanent,
+        bar = tqdm(total=self.summary.segments,
+                   initial=self.summary.done_before + self.summary.skipped_permanent + self.summary.skipped_exhausted,
                    desc=f"task {self.index:05d}", unit="clip", disable=not self.progress, dynamic_ncols=True,
                    mininterval=1.0 if os.isatty(2) else 30.0)
         started = time.monotonic()
@@ -315,16 +357,24 @@ class _Pool:
                             refresh=False)
 
     def _record(self, job: Job, result: JobResult, delayed) -> bool:
-        """Append the attempt to the ledger and decide what follows; True when the segment is settled."""
+        """Decide what follows the attempt and append it to the ledger; True when the segment is settled."""
         segment, failure = job.segment, result.failure
+        settled = result.ok or self._after_failure(job, failure, delayed)
         self.ledger.append(Attempt(
             segment.ytid, segment.subset, segment.start, segment.end, OK if result.ok else FAILED,
             reason=failure.reason.value if failure else "", permanent=failure.permanent if failure else False,
-            message=failure.message if failure else "", attempt=job.attempt, bytes=result.bytes_fetched,
-            seconds=round(result.seconds, 3), padded=round(result.padded, 3)))
+            message=failure.message if failure else result.message, attempt=job.attempt, bytes=result.bytes_fetched,
+            seconds=round(result.seconds, 3), padded=round(result.padded, 3), client=result.client,
+            format_id=result.format_id, method=result.method, notes=result.notes,
+            final=settled and not result.ok))
         if result.ok:
             self.summary.ok += 1
-            return True
+        elif settled:
+            self.summary.failed[failure.reason.value] += 1
+        return settled
+
+    def _after_failure(self, job: Job, failure: Failure, delayed) -> bool:
+        """Schedule what follows a failure (a pool-wide pause, a retry, a stop); True when it is final."""
         now = time.monotonic()
         if failure.reason.pauses_pool:
             self.summary.cooldowns += 1
@@ -338,12 +388,12 @@ class _Pool:
             log.warning("task %05d: %s (%s): pausing all workers for %.0f s (cool-down %d of %d)", self.index,
                         failure.reason.value, failure.message, pause, self.summary.cooldowns, self.options.max_cooldowns)
             self.paused_until = max(self.paused_until, now + pause)
-            heapq.heappush(delayed, (self.paused_until, job.seq, segment, job.attempt + 1))
+            heapq.heappush(delayed, (self.paused_until, job.seq, job.segment, job.attempt + 1))
             return False
-        if not failure.permanent and job.attempt <= self.options.retries:
-            heapq.heappush(delayed, (now + retry_delay_s(job.attempt), job.seq, segment, job.attempt + 1))
+        self.retried[job.seq] += 1  # retries are counted per run: each rerun has the whole budget again
+        if not failure.permanent and self.retried[job.seq] <= self.options.retries:
+            heapq.heappush(delayed, (now + retry_delay_s(job.attempt), job.seq, job.segment, job.attempt + 1))
             return False
-        self.summary.failed[failure.reason.value] += 1
         return True
 
     def _replace_dead_workers(self, workers, busy, idle, results, delayed, inboxes) -> None:
