@@ -20,7 +20,8 @@ from typing import Any
 import yt_dlp
 from yt_dlp.networking import Request
 
-from audiosetdl.download.errors import ClipError, Reason, classify, http_status
+from audiosetdl.download.classify import classify, http_status
+from audiosetdl.download.errors import ClipError, Reason
 from audiosetdl.download.index import INDEX_PROBE_BYTES, ByteSpan, index_probe_bytes
 
 READ_BLOCK_BYTES = 64 * 1024

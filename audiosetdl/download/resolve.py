@@ -23,7 +23,8 @@ from dataclasses import dataclass, replace
 
 import yt_dlp
 
-from audiosetdl.download.errors import ClipError, Failure, Reason, classify
+from audiosetdl.download.classify import classify
+from audiosetdl.download.errors import ClipError, Failure, Reason
 
 log = logging.getLogger(__name__)
 

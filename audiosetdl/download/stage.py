@@ -34,7 +34,8 @@ from tqdm import tqdm
 
 from audiosetdl.audio import clip_is_valid
 from audiosetdl.config import DownloadOptions
-from audiosetdl.download.errors import EXHAUSTIBLE_REASONS, ClipError, Failure, Reason, classify, retry_delay_s
+from audiosetdl.download.classify import classify
+from audiosetdl.download.errors import EXHAUSTIBLE_REASONS, ClipError, Failure, Reason, retry_delay_s
 from audiosetdl.ledger import FAILED, OK, Attempt, LedgerWriter, latest, read_ledger
 from audiosetdl.metadata.segments import Segment
 from audiosetdl.plan import load_plan, load_task
