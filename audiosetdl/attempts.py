@@ -2,8 +2,8 @@
 a client stops working, and what yt-dlp said about the formats it skipped (PO tokens, SABR).
 
 Owns: `by_client` (attempts per (client, method): ok, failed, the reasons of the failures, when
-each last made a clip) and `note_counts`, both from ledger frames (`ledger.ledger_frame`), and
-their text form for `status`. Attempts are counted, not segments: a client that fails and is
+each last made a clip), `note_counts` and `clips_by_client` (when each client made its clips, for
+the plot), all from ledger frames (`ledger.ledger_frame`), and their text form for `status`. Attempts are counted, not segments: a client that fails and is
 followed by one that works shows up under both.
 """
 
@@ -47,6 +47,17 @@ def note_counts(frames) -> dict[str, int]:
             for notes in frame.notes.dropna():
                 counts.update(n for n in notes.split(NOTE_SEPARATOR) if n)
     return dict(counts.most_common())
+
+
+def clips_by_client(frames) -> dict[str, list[float]]:
+    """Per client (the biggest first): the sorted timestamps of the clips it made."""
+    times: dict[str, list[float]] = {}
+    for frame in frames:
+        if len(frame):
+            made = frame[(frame.outcome == OK) & (frame.message != "clip found on disk")]
+            for client, group in made.fillna({"client": ""}).groupby("client"):
+                times.setdefault(client or "-", []).extend(group.timestamp.tolist())
+    return {c: sorted(t) for c, t in sorted(times.items(), key=lambda kv: -len(kv[1]))}
 
 
 def client_lines(rows: list[dict], notes: dict[str, int], max_rows: int = 12) -> list[str]:

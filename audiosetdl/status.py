@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from audiosetdl.attempts import by_client, client_lines, note_counts
+from audiosetdl.attempts import by_client, client_lines, clips_by_client, note_counts
 from audiosetdl.ledger import OK, SEGMENT_KEY, ledger_frame
 from audiosetdl.plan import Plan, load_plan, load_task
 from audiosetdl.rundir import RunDir, task_name
@@ -341,7 +341,7 @@ def plot(run: RunDir, doc: dict, path: str | Path, bins: int = 48) -> Path:
     frames = [ledger_frame(run.ledger_path(t["index"])) for t in doc["tasks"]]
     times = np.sort(np.concatenate([f.timestamp[(f.outcome == OK) & (f.message != "clip found on disk")].to_numpy(float)
                                     for f in frames] or [np.zeros(0)]))
-    fig, (bars, rate) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (bars, rate, clients) = plt.subplots(1, 3, figsize=(17, 4.5))
     names = ["ok", *doc["failed"], "pending"]
     counts = [doc["ok"], *doc["failed"].values(), doc["pending"]]
     bars.bar(names, counts, color=["tab:green"] + ["tab:red"] * len(doc["failed"]) + ["tab:gray"])
@@ -359,8 +359,21 @@ def plot(run: RunDir, doc: dict, path: str | Path, bins: int = 48) -> Path:
     rate.set_title("throughput")
     rate.set_xlabel("hours since the first clip")
     rate.set_ylabel("clips per hour (blue)")
+    _plot_clients(clients, clips_by_client(frames), times[0] if len(times) else 0.0)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _plot_clients(axes, series: dict[str, list[float]], origin: float, most: int = 6) -> None:
+    """Clips made by each player client over time: a client that stops working goes flat."""
+    for client, stamps in list(series.items())[:most]:
+        axes.step([(t - origin) / 3600 for t in stamps], range(1, len(stamps) + 1), where="post", label=client,
+                  marker="." if len(stamps) < 50 else None)
+    if series:
+        axes.legend(loc="upper left", fontsize="small")
+    axes.set_title("clips by player client")
+    axes.set_xlabel("hours since the first clip")
+    axes.set_ylabel("clips made")

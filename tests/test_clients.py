@@ -16,7 +16,7 @@ from audiosetdl.ledger import read_ledger
 from audiosetdl.metadata.segments import Segment, render_csv
 from audiosetdl.plan import build_plan, write_plan
 from audiosetdl.rundir import RunDir
-from audiosetdl.status import report, report_lines
+from audiosetdl.status import plot, report, report_lines
 from tests.media import MediaFile, Shape
 from tests.mediaserver import MediaServer
 from tests.test_fetcher import check_clip
@@ -137,3 +137,4 @@ def test_the_ledger_and_status_name_client_method_and_skipped_formats(media_serv
     assert doc["notes"] == {f"{c} https formats skipped: they need a GVS PO Token": 1 for c in DEFAULT_PLAYER_CLIENTS}
     text = "\n".join(report_lines(doc))
     assert "web_safari" in text and "need a GVS PO Token" in text
+    assert plot(run, doc, tmp_path / "status.png").stat().st_size > 10_000  # with its clients panel
