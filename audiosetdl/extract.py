@@ -22,7 +22,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -36,6 +36,7 @@ from audiosetdl.metadata.segments import Segment
 from audiosetdl.plan import PlanError, load_plan, load_task
 from audiosetdl.rundir import RunDir, clip_stem, write_json_atomic
 from audiosetdl.vggish.features import waveform_to_examples
+from audiosetdl.vggish.modelfiles import locate_models
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,19 @@ class _Item:
     embedding: np.ndarray | None = None  # uint8 (N, 128) once done
 
 
+# Each model's file check, by name: `locate(models_dir)` returns its files or raises a FileNotFoundError
+# that says how to get them. It runs before TensorFlow is imported, so a missing file answers at once.
+MODEL_FILES: dict[str, Callable[[str | None], object]] = {"vggish": locate_models}
+
+
+def check_model_files(options: ExtractOptions, model: str = "vggish"):
+    """The chosen model's files in `options.models`; its error if one is missing (TensorFlow not imported)."""
+    return MODEL_FILES[model](options.models)
+
+
 def make_embedder(options: ExtractOptions):
     """The model for these options, loaded once per process (a local run extracts task after task)."""
+    check_model_files(options)
     return _embedder(options.models, options.batch_size, options.device)
 
 
@@ -232,9 +244,9 @@ def _embed_keys(todo, embedder, options: ExtractOptions, bar) -> Iterator[tuple[
 
 def embed_files(paths: list[Path], out: Path, options: ExtractOptions, *, embedder=None) -> int:
     """`audiosetdl embed`: arbitrary audio files -> one TFRecord (video_id = file stem, no labels)."""
+    embedder = embedder or make_embedder(options)  # first: it checks the model files before TensorFlow loads
     from audiosetdl import tfrecords
 
-    embedder = embedder or make_embedder(options)
     records = []
     for path in paths:
         samples = decode_any(Path(path))
