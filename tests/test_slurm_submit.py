@@ -60,7 +60,7 @@ def make_run(tmp_path: Path, counts: dict[str, int], tasks: int, labels: Path | 
     if labels is not None:
         (tmp_path / "class_labels_indices.csv").write_bytes((labels / "class_labels_indices.csv").read_bytes())
     run = RunDir(tmp_path / "run")
-    write_plan(run, build_plan([csv], PlanOptions(tasks=tasks)))
+    write_plan(run, build_plan([csv], PlanOptions(tasks=tasks, labels=labels is not None)))
     return run
 
 

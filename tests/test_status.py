@@ -34,7 +34,7 @@ def made(tmp_path):
     csv = tmp_path / "eval_segments.csv"
     csv.write_text(render_csv([Segment(y, 0.0, 10.0, ("/m/09x0r",)) for ids in IDS.values() for y in ids], "t"))
     run = RunDir(tmp_path / "run")
-    write_plan(run, build_plan([csv], PlanOptions(tasks=3)))
+    write_plan(run, build_plan([csv], PlanOptions(tasks=3, labels=False)))
     task = {prefix: index for (_, prefix), index in load_plan(run).task_of_key().items()}
     ledgers = {
         "aa": [attempt(y, t=T0 + 1800 * i) for i, y in enumerate(IDS["aa"])],
