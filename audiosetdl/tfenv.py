@@ -5,14 +5,14 @@ Every path that uses TensorFlow gets it from `import_tensorflow()` (the VGGish m
 reader and writer, the TensorFlow front end; new models should too), and says where its model runs
 with `log.info("VGGish on %s", device_description(device))`: "CPU (2 threads)", "GPU 0 (NVIDIA ...)".
 
-Quiet, the default, means: `TF_CPP_MIN_LOG_LEVEL=3` (hides TensorFlow's own ERROR lines too, such as
-"failed call to cuInit ... (303)" on a machine without a GPU) and `GRPC_VERBOSITY=ERROR`, set before
-the first import; and file descriptor 2 caught while TensorFlow loads and finds its devices, because
-absl writes the lines logged before its initialisation ("All log messages before
-absl::InitializeLog() ...", "oneDNN custom operations are on", "Could not find cuda drivers") to
-stderr whatever the level. What was caught comes back on stderr, less those log lines; if the
-import fails, all of it comes back. TensorFlow's settings themselves (oneDNN, threads) are not
-changed.
+Quiet, the default, means: `TF_CPP_MIN_LOG_LEVEL=3`, set before the first import (it hides
+TensorFlow's own ERROR lines too, such as "failed call to cuInit ... (303)" on a machine without a
+GPU); and file descriptor 2 caught while TensorFlow loads and finds its devices, because absl writes
+the lines logged before its initialisation ("All log messages before absl::InitializeLog() ...",
+"oneDNN custom operations are on", "Could not find cuda drivers") to stderr whatever the level
+(TensorFlow 2.21: no variable silences them). What was caught comes back on stderr, less those log
+lines; if the import fails, all of it comes back. TensorFlow's own settings (oneDNN, threads) are
+not changed: `TF_ENABLE_ONEDNN_OPTS=0` would hide oneDNN's line by turning oneDNN off.
 
 TensorFlow talks as it always does when the `audiosetdl` logger is at DEBUG (`--log-level DEBUG`)
 or when the user set one of `USER_VARIABLES` (then those settings are theirs, untouched).
@@ -31,7 +31,7 @@ from types import ModuleType
 
 log = logging.getLogger(__name__)
 
-QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR"}
+QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 USER_VARIABLES = ("TF_CPP_MIN_LOG_LEVEL", "TF_CPP_MAX_VLOG_LEVEL", "TF_CPP_VMODULE")
 # A C++ log line (absl's and TensorFlow's format: "I0000 00:00:1796143309.856086    7228 port.cc:153] ...").
 CPP_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] ")
