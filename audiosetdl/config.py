@@ -50,6 +50,9 @@ class PlanOptions:
     skip_bad_rows: bool = option(False, "skip malformed CSV rows (counted in the plan's summary) instead of failing")
     metadata: str | None = option(None, "directory holding class_labels_indices.csv and ontology.json "
                                         "(default: the first CSV's directory)", metavar="DIR")
+    labels: bool = option(True, "write each record's class labels, which needs class_labels_indices.csv (see "
+                                "--metadata; plan refuses without it); --no-labels plans without it and "
+                                "extract writes records without labels")
     force: bool = option(False, "replace an existing, different plan (finished work of unchanged keys stays usable)")
 
 

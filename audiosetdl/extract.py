@@ -22,7 +22,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -33,9 +33,10 @@ from audiosetdl.download.errors import Reason
 from audiosetdl.ledger import FAILED, Attempt, LedgerWriter
 from audiosetdl.metadata.ontology import ClassIndex
 from audiosetdl.metadata.segments import Segment
-from audiosetdl.plan import PlanError, load_plan, load_task
+from audiosetdl.plan import Plan, PlanError, load_plan, load_task
 from audiosetdl.rundir import RunDir, clip_stem, write_json_atomic
 from audiosetdl.vggish.features import waveform_to_examples
+from audiosetdl.vggish.modelfiles import locate_models
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,19 @@ class _Item:
     embedding: np.ndarray | None = None  # uint8 (N, 128) once done
 
 
+# Each model's file check, by name: `locate(models_dir)` returns its files or raises a FileNotFoundError
+# that says how to get them. It runs before TensorFlow is imported, so a missing file answers at once.
+MODEL_FILES: dict[str, Callable[[str | None], object]] = {"vggish": locate_models}
+
+
+def check_model_files(options: ExtractOptions, model: str = "vggish"):
+    """The chosen model's files in `options.models`; its error if one is missing (TensorFlow not imported)."""
+    return MODEL_FILES[model](options.models)
+
+
 def make_embedder(options: ExtractOptions):
     """The model for these options, loaded once per process (a local run extracts task after task)."""
+    check_model_files(options)
     return _embedder(options.models, options.batch_size, options.device)
 
 
@@ -81,11 +93,21 @@ def _fingerprint(items: list[_Item]) -> str:
                                     for i in items).encode()).hexdigest()
 
 
-def _load_labels(run: RunDir) -> dict[str, int]:
+def _load_labels(run: RunDir, plan: Plan) -> dict[str, int] | None:
+    """MID -> label index for the records; None when the plan was made with --no-labels."""
+    if plan.options.get("labels", True) is False:
+        return None
     if not run.labels_path.exists():
         raise PlanError(f"{run.labels_path} is missing, so labels cannot be written: run `audiosetdl fetch-metadata "
-                        "DIR` and plan again with --metadata DIR")
+                        "DIR` and plan again with --metadata DIR (or with --no-labels, for records without labels)")
     return ClassIndex.load(run.labels_path).index_of
+
+
+def check_extractable(run: RunDir, options: ExtractOptions, model: str = "vggish") -> None:
+    """What `extract` will need, checked before anything starts (`run`, `submit`): a plan, its class index
+    (unless planned with --no-labels) and the chosen model's files."""
+    _load_labels(run, load_plan(run))
+    check_model_files(options, model)
 
 
 def run_task(run: RunDir, index: int, options: ExtractOptions, *, embedder=None, progress: bool = True) -> ExtractSummary:
@@ -93,7 +115,7 @@ def run_task(run: RunDir, index: int, options: ExtractOptions, *, embedder=None,
     began = time.monotonic()
     plan = load_plan(run)
     segments = load_task(run, plan, index)
-    label_index = _load_labels(run)
+    label_index = _load_labels(run, plan)
     by_key: dict[tuple[str, str], list[_Item]] = collections.defaultdict(list)
     for segment in sorted(segments, key=lambda s: (s.ytid, s.start, s.end)):
         path = run.clip_path(segment.subset, segment.ytid, segment.start, segment.end)
@@ -119,7 +141,7 @@ def run_task(run: RunDir, index: int, options: ExtractOptions, *, embedder=None,
     return summary
 
 
-def _write_key(run: RunDir, key, items: list[_Item], label_index: dict[str, int], options: ExtractOptions,
+def _write_key(run: RunDir, key, items: list[_Item], label_index: dict[str, int] | None, options: ExtractOptions,
                ledger: LedgerWriter, summary: ExtractSummary) -> None:
     from audiosetdl import tfrecords
 
@@ -132,7 +154,7 @@ def _write_key(run: RunDir, key, items: list[_Item], label_index: dict[str, int]
                                   reason=Reason.TOO_SHORT.value, permanent=True,
                                   message="clip shorter than one 0.96 s VGGish example"))
             continue
-        labels = sorted({label_index[m] for m in segment.labels if m in label_index})
+        labels = [] if label_index is None else sorted({label_index[m] for m in segment.labels if m in label_index})
         records.append(tfrecords.EmbeddingRecord(segment.ytid, segment.start, segment.end, tuple(labels),
                                                  item.embedding))
     path = run.embeddings_path(*key)
@@ -232,9 +254,9 @@ def _embed_keys(todo, embedder, options: ExtractOptions, bar) -> Iterator[tuple[
 
 def embed_files(paths: list[Path], out: Path, options: ExtractOptions, *, embedder=None) -> int:
     """`audiosetdl embed`: arbitrary audio files -> one TFRecord (video_id = file stem, no labels)."""
+    embedder = embedder or make_embedder(options)  # first: it checks the model files before TensorFlow loads
     from audiosetdl import tfrecords
 
-    embedder = embedder or make_embedder(options)
     records = []
     for path in paths:
         samples = decode_any(Path(path))

@@ -196,6 +196,26 @@ def slurm_states(job_ids: list[str]) -> tuple[str | None, dict[str, str]]:
     return None, {}
 
 
+def parse_reasons(text: str) -> dict[str, str]:
+    """`JobID|Reason` lines (squeue -o '%i|%r') -> {"12_3": "Resources", "13": "ReqNodeNotAvail, ..."}."""
+    reasons: dict[str, str] = {}
+    for line in text.splitlines():
+        job_id, sep, reason = line.strip().partition("|")
+        if sep and job_id and reason.strip() and reason.strip() != "None":
+            for key in _expand(job_id):
+                reasons[key] = reason.strip()
+    return reasons
+
+
+def pending_reasons(job_ids: list[str]) -> dict[str, str]:
+    """Why SLURM holds these jobs' pending tasks (squeue's %r: Resources, Dependency, PartitionConfig, ...)."""
+    if not job_ids or not shutil.which("squeue"):
+        return {}
+    res = subprocess.run(["squeue", "-h", "-r", "-t", "PENDING", "-j", ",".join(job_ids), "-o", "%i|%r"],
+                         capture_output=True, text=True, timeout=60, check=False)
+    return parse_reasons(res.stdout) if res.returncode == 0 else {}
+
+
 def array_key(job: dict, position: int) -> str:
     """SLURM's ID of the job's `position`-th task: submitit submits one task alone as a plain job."""
     return job["job_id"] if len(job["tasks"]) == 1 else f"{job['job_id']}_{position}"
@@ -207,6 +227,8 @@ def slurm_report(run: RunDir, query=None) -> tuple[dict | None, dict[int, dict]]
     if not submissions:
         return None, {}
     source, states = (query or slurm_states)([job["job_id"] for sub in submissions for job in sub["jobs"]])
+    waiting = sorted({key.split("_")[0] for key, state in states.items() if state == "PENDING"})
+    reasons = pending_reasons(waiting) if waiting else {}
     missing = "NOT_QUEUED" if source == "squeue" else "UNKNOWN"
     jobs, per_task = [], defaultdict(dict)
     for sub in submissions:
@@ -216,7 +238,8 @@ def slurm_report(run: RunDir, query=None) -> tuple[dict | None, dict[int, dict]]
                 key = array_key(job, position)
                 state = states.get(key, missing) if source else None
                 counts[state or "UNKNOWN"] += 1
-                per_task[task][job["stage"]] = {"job": key, "state": state}
+                per_task[task][job["stage"]] = {"job": key, "state": state,
+                                                "reason": reasons.get(key) if state == "PENDING" else None}
             jobs.append({"job_id": job["job_id"], "stage": job["stage"], "tasks": job["tasks"],
                          "submitted_at": sub["at"], "begin": job.get("begin"), "dependency": job.get("dependency"),
                          "logs": job.get("logs"), "states": dict(sorted(counts.items()))})
@@ -313,7 +336,8 @@ def report_lines(doc: dict, max_rows: int = 40) -> list[str]:
         lines += ["", f"{'task':<5}  {'segs':>6}  {'ok':>6}  {'failed':>6}  {'pending':>7}  {'state':<12}  "
                       f"{'clips/h':>7}  {'keys':>7}  slurm"]
         for t in shown[:max_rows]:
-            jobs = ", ".join(f"{stage} {j['job']} {j['state'] or '?'}" for stage, j in t["slurm"].items())
+            jobs = ", ".join(f"{stage} {j['job']} {j['state'] or '?'}" + (f" ({j['reason']})" if j.get("reason") else "")
+                             for stage, j in t["slurm"].items())
             lines.append(f"{task_name(t['index'])}  {t['segments']:>6}  {t['ok']:>6}  {sum(t['failed'].values()):>6}  "
                          f"{t['pending']:>7}  {t['state'] or '-':<12}  {t['clips_per_hour'] or 0:>7.0f}  "
                          f"{t['extract']['done']:>3}/{t['extract']['keys']:<3}  {jobs}")

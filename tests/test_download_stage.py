@@ -30,7 +30,7 @@ def make_run(tmp_path: Path, ids=IDS, tasks: int = 1) -> RunDir:
     csv.write_text(render_csv([Segment(y, 0.0, 2.5 if i % 2 else 10.0, ("/m/09x0r",)) for i, y in enumerate(ids)],
                               "t"))
     run = RunDir(tmp_path / "run")
-    write_plan(run, build_plan([csv], PlanOptions(tasks=tasks)))
+    write_plan(run, build_plan([csv], PlanOptions(tasks=tasks, labels=False)))
     return run
 
 

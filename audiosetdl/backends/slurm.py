@@ -21,6 +21,7 @@ import sys
 import time
 from typing import Callable
 
+from audiosetdl.backends.sinfo import check_cluster
 from audiosetdl.config import ConfigError, SlurmOptions
 from audiosetdl.plan import load_plan
 from audiosetdl.rundir import RunDir, write_json_atomic
@@ -114,6 +115,8 @@ def submit(run: RunDir, stages, slurm: SlurmOptions, download_options, extract_o
     if not stages or set(stages) - set(STAGES):
         raise ConfigError(f"--stages {','.join(stages)}: choose from {', '.join(STAGES)}")
     plan = load_plan(run)
+    if not dry_run:
+        check_cluster(stages, slurm, out)  # a request no node can satisfy would pend forever
     busy = active_tasks(run)
     if busy:
         out(f"not submitting tasks still queued or running in SLURM (scancel them first): {sorted(busy)}")
