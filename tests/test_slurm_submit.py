@@ -133,7 +133,8 @@ def test_cancel_requeue_and_resume(slurm_cluster, tmp_path, monkeypatch):
     assert status.task_state(run, task["dd"])["state"] == "rate_limited"
 
     doc = status_json(run)
-    assert doc["tasks"][cancelled]["slurm"]["download"] == {"job": f"{job_id}_{cancelled}", "state": "CANCELLED"}
+    assert doc["tasks"][cancelled]["slurm"]["download"] == {"job": f"{job_id}_{cancelled}", "state": "CANCELLED",
+                                                            "reason": None}
     assert doc["tasks"][task["dd"]]["slurm"]["download"]["state"] == "FAILED"
     assert doc["slurm"]["source"] == "sacct" and doc["slurm"]["jobs"][0]["states"] == {
         "CANCELLED": 1, "COMPLETED": 2, "FAILED": 1}
