@@ -33,6 +33,7 @@ from tqdm import tqdm
 from audiosetdl.audio import clip_is_valid
 from audiosetdl.config import DownloadOptions
 from audiosetdl.download.errors import ClipError, Failure, Reason, classify, retry_delay_s
+from audiosetdl.download.pacing import Pacer
 from audiosetdl.ledger import FAILED, OK, Attempt, LedgerWriter, latest, read_ledger
 from audiosetdl.metadata.segments import Segment
 from audiosetdl.plan import load_plan, load_task
@@ -237,8 +238,7 @@ class _Pool:
         self.ledger, self.summary, self.progress = ledger, summary, progress
         self.stop = _StopRequest()
         self.paused_until = 0.0
-        self.next_dispatch = 0.0
-        self.interval = 3600.0 / options.max_rate if options.max_rate > 0 else 0.0
+        self.pacer = Pacer(run.pacing_dir, options)  # the run-wide budget, per egress identity
 
     def run(self, todo: list[tuple[Segment, int]]) -> None:
         context = multiprocessing.get_context("fork")  # fork: workers inherit the multiprocessing-logging handler
@@ -263,6 +263,7 @@ class _Pool:
         try:
             self._loop(todo, inboxes, workers, results, bar, started)
         finally:
+            self.pacer.release()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             for inbox in inboxes:
@@ -290,16 +291,21 @@ class _Pool:
             while delayed and delayed[0][0] <= now:
                 _, seq, segment, attempt = heapq.heappop(delayed)
                 ready.append((seq, segment, attempt))
-            while (idle and ready and self.stop.reason is None and now >= self.paused_until
-                   and now >= self.next_dispatch):
+            while idle and ready and self.stop.reason is None and now >= self.paused_until:
+                worker = self.pacer.take(idle)  # its identity's ticket is marked used: the request counts
+                if worker is None:
+                    break
+                idle.remove(worker)
                 seq, segment, attempt = ready.pop()
-                worker = idle.pop()
                 job = Job(seq, segment, self.options.url_template.format(ytid=segment.ytid),
                           self.rundir.clip_path(segment.subset, segment.ytid, segment.start, segment.end), attempt)
                 busy[worker] = job
                 inboxes[worker].put(job)
-                self.next_dispatch = now + self.interval
-            wake = [now + 1.0, self.paused_until, self.next_dispatch] + ([delayed[0][0]] if delayed else [])
+            if not ready or self.stop.reason is not None or now < self.paused_until:
+                self.pacer.release()  # a reservation nobody here can use now is free for other tasks
+            pace = self.pacer.wake_in()
+            wake = [now + 1.0, self.paused_until] + ([delayed[0][0]] if delayed else []) + (
+                [now + pace] if pace is not None and idle and ready else [])
             timeout = max(0.01, min(t for t in wake if t > now) - now) if any(t > now for t in wake) else 0.01
             try:
                 result: JobResult = results.get(timeout=timeout)
