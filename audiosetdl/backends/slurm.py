@@ -22,6 +22,7 @@ import time
 from typing import Callable
 
 from audiosetdl.config import ConfigError, SlurmOptions
+from audiosetdl.download.pacing import describe_budget
 from audiosetdl.plan import load_plan
 from audiosetdl.rundir import RunDir, write_json_atomic
 from audiosetdl.status import STAGES, active_tasks, jobs_path, read_submissions, task_state, unfinished
@@ -124,6 +125,10 @@ def submit(run: RunDir, stages, slurm: SlurmOptions, download_options, extract_o
     late = [i for i in download if resume and (task_state(run, i) or {}).get("state") == "rate_limited"]
     groups = [(tasks, begin) for tasks, begin in (([i for i in download if i not in late], None),
                                                  (late, slurm.rate_limited_delay)) if tasks]
+    if download and download_options is not None:  # the run-wide egress budget bounds the whole array
+        parallel = min(slurm.array_parallelism or len(download), len(download))
+        for line in describe_budget(sum(plan.tasks[i].segments for i in download), download_options, parallel):
+            out(line)
     functions = {stage: (stage_functions or {}).get(stage) or _stage_function(stage) for stage in stages}
     options = {"download": download_options, "extract": extract_options}
     history = read_submissions(run) + [{"at": time.time(), "stages": stages, "resume": resume, "jobs": []}]

@@ -15,16 +15,18 @@ out), `lease_until` and a state:
 
 - `reserved`: claimed, request not sent yet. The owner marks it `used` (atomic rename) just
   before handing the clip to a worker, and never uses it after `lease_until`;
-- `used`: the request went out (or may have: a task killed after marking counts it);
-- `released`: given back unused (pause, stop), or found stale: a `reserved` ticket whose owner
-  is dead (same host, pid gone) or whose lease ran out. A stale or released ticket counts as
-  never used, so a killed task frees its reservations but not the requests it made.
+- `used`: the request went out (or may have: a task killed after marking still counts it);
+- `released`: given back unused (pause, stop). A `reserved` ticket whose owner is dead (same
+  host, pid gone) or whose lease ran out is stale: like a released one it counts as unused.
+  So a killed task frees its reservations at once, but not the requests it made.
 
-Ticket k+1 may not go out before `not_before(k) + window/N` (requests spread evenly), nor
-before ticket k+1-N's request time + window (its "lane": the ring of N lanes is the hard
-guarantee: uses in one lane are a window apart, so any window holds at most N requests, however
-late some go out). While ticket k+1-N is reserved and live, k+1 waits. Tickets older than
-k-N-KEEP_EXTRA are deleted by whoever claims k+1, so each identity keeps about N files.
+The rule (N = max_rate slots per window): a reserved ticket is used at most a lease (window/N,
+1-10 s) after its not_before; a new ticket goes out no earlier than the N-th most recent
+counted (used or live reserved) ticket's request + window + lease. Counted tickets' not_before
+grow with their numbers, so any window holds at most N requests, however late within its lease
+each goes out; if that N-th ticket is still reserved, the claimant waits until it is used. Requests are also spread evenly: one window/N after the most recent counted ticket
+(best effort). Whoever claims a ticket deletes those older than the N-th most recent used
+ticket (minus KEEP_EXTRA): each identity keeps about N files, never an hour's worth of windows.
 Clocks: `time.time()` of every node (NTP-synchronised, as SLURM needs anyway).
 """
 
@@ -46,10 +48,12 @@ from pathlib import Path
 from audiosetdl.config import DownloadOptions
 
 DIRECT = "direct"  # the identity of workers without a proxy
-LEASE_S = 60.0  # a reservation not used this long after its not_before is free for others
+LEASE_MIN_S, LEASE_MAX_S = 0.5, 10.0  # a reservation's use may be this late (window/N, clamped); then it is free
+CLOCK_MARGIN_S = 0.25  # an owner stops using a reservation this long before others may take it back
 KEEP_EXTRA = 2  # tickets kept beyond the N a claimant reads (a reader listing mid-cleanup still sees them)
 SCAN_BACKOFF_MAX_S = 30.0  # longest wait before looking again when the next ticket cannot be had
 TEMP_PREFIX = ".tmp-"
+TEMP_MAX_AGE_S = 600.0  # a temporary ticket file this old was left by a killed process
 CLIP_WORKER_S = 10.0  # rough time one worker spends on one clip (for submit's idle-allocation warning)
 IDLE_FACTOR = 4  # submit warns when this many times more workers run than the budget keeps busy
 
@@ -93,77 +97,95 @@ class Ticket:
     not_before: float
     lease_until: float
     used_at: float | None
-    lane_free: float  # inherited: when this ticket's lane was free (for a ticket that ends up unused)
     host: str
     pid: int
     token: str
 
-    def free_at(self, window: float) -> float:
-        """When the ticket N later may go out, at the earliest."""
-        return self.used_at + window if self.state == "used" else self.lane_free
+    @property
+    def at(self) -> float:
+        """The request's time: when it went out, or (reserved) the earliest it will."""
+        return self.used_at if self.used_at is not None else self.not_before
 
 
 class Tickets:
     """One identity's ticket directory: claim, use and release tickets."""
 
-    def __init__(self, directory: Path, slots: int, window: float, lease: float = LEASE_S) -> None:
-        self.directory, self.slots, self.window, self.lease = Path(directory), slots, window, lease
+    def __init__(self, directory: Path, slots: int, window: float, lease: float | None = None) -> None:
+        self.directory, self.slots, self.window = Path(directory), slots, window
         self.spacing = window / slots
+        self.lease = lease if lease is not None else min(LEASE_MAX_S, max(LEASE_MIN_S, self.spacing))
         self.host, self.token = socket.gethostname(), uuid.uuid4().hex[:12]
+        self._final: dict[int, Ticket] = {}  # used and released tickets never change again
 
     def path(self, number: int) -> Path:
         return self.directory / f"{number:012d}"
 
     def read(self, number: int) -> Ticket | None:
+        if number in self._final:
+            return self._final[number]
         try:
-            return Ticket(number, **json.loads(self.path(number).read_text()))
+            ticket = Ticket(number, **json.loads(self.path(number).read_text()))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, TypeError):  # unreadable: count it as used just now (conservative)
             now = time.time()
-            return Ticket(number, "used", now, now, now, now, "", 0, "")
+            ticket = Ticket(number, "used", now, now, now, "", 0, "")
+        if ticket.state != "reserved":
+            self._final[number] = ticket
+        return ticket
 
-    def stale(self, ticket: Ticket, now: float) -> bool:
-        """A reserved ticket nobody will use: lease over, or its owner's process is gone."""
-        return ticket.state == "reserved" and (
-            now > ticket.lease_until or (ticket.host == self.host and not _alive(ticket.pid)))
+    def counts(self, ticket: Ticket, now: float) -> bool:
+        """Used, or reserved by a live owner within its lease (a stale reservation counts as unused)."""
+        if ticket.state == "used":
+            return True
+        return ticket.state == "reserved" and now <= ticket.lease_until and (
+            ticket.host != self.host or _alive(ticket.pid))
 
     def numbers(self) -> list[int]:
         with contextlib.suppress(FileNotFoundError):
-            return sorted(int(p.name) for p in self.directory.iterdir() if p.name.isdigit())
+            numbers = sorted(int(p.name) for p in self.directory.iterdir() if p.name.isdigit())
+            self._final = {n: t for n, t in self._final.items() if n >= (numbers[0] if numbers else 0)}
+            return numbers
         return []
 
     def claim(self, now: float | None = None) -> tuple[Ticket | None, float]:
         """Claim the next ticket: (ticket, 0.0), or (None, seconds to wait before trying again)."""
         now = time.time() if now is None else now
         numbers = self.numbers()
+        counted, used = [], []  # the most recent first
+        # By number, not by listing: a listing may miss a ticket created meanwhile.
+        for number in range(numbers[-1], numbers[0] - 1, -1) if numbers else ():
+            ticket = self.read(number)
+            if ticket is not None and self.counts(ticket, now):
+                counted.append(ticket)
+                used += [ticket] if ticket.state == "used" else []
+            if len(counted) >= self.slots and len(used) >= self.slots:
+                break
+        not_before = max(now, counted[0].at + self.spacing) if counted else now
+        if len(counted) >= self.slots:
+            oldest = counted[self.slots - 1]  # with the new one, N+1 requests: more than a window apart
+            if oldest.state == "reserved":  # its time is not known yet: look again once it is due
+                jitter = random.uniform(0.1, 1.0) * min(self.spacing, self.lease)  # waiters spread out
+                return None, min(max(0.0, oldest.not_before - now), SCAN_BACKOFF_MAX_S) + jitter
+            # + lease: a lower-numbered ticket may go out up to a lease after its not_before
+            not_before = max(not_before, oldest.used_at + self.window + self.lease)
         head = numbers[-1] if numbers else -1
-        previous = self.read(head) if head >= 0 else None
-        lane = self.read(head + 1 - self.slots) if head + 1 - self.slots >= 0 else None
-        if head >= 0 and previous is None:
-            return None, 0.05  # changed under us: look again
-        if lane is not None and lane.state == "reserved" and not self.stale(lane, now):
-            # Its owner uses it at its not_before (or it goes stale): look again then, spread out.
-            jitter = random.uniform(0.1, 1.0) * min(max(self.spacing, 0.1), SCAN_BACKOFF_MAX_S)
-            return None, min(max(0.0, lane.not_before - now), SCAN_BACKOFF_MAX_S) + jitter
-        lane_free = lane.free_at(self.window) if lane else 0.0
-        spaced = (max(previous.not_before, previous.used_at or 0.0) + self.spacing) if previous else 0.0
-        not_before = max(now, lane_free, spaced)
-        ticket = Ticket(head + 1, "reserved", not_before, not_before + self.lease, None, lane_free,
-                        self.host, os.getpid(), self.token)
+        ticket = Ticket(head + 1, "reserved", not_before, not_before + self.lease, None, self.host, os.getpid(),
+                        self.token)
         if not self._create(ticket):
-            return None, random.uniform(0.0, min(self.spacing, 0.2))  # someone else got it
-        for number in numbers:
-            if number < head + 1 - self.slots - KEEP_EXTRA:
-                with contextlib.suppress(FileNotFoundError):
-                    self.path(number).unlink()
+            return None, random.uniform(0.0, min(self.spacing, 0.2))  # someone else got it: look again
+        if len(used) >= self.slots:  # used tickets never stop counting: older ones are never needed
+            for number in numbers:
+                if number < used[self.slots - 1].number - KEEP_EXTRA:
+                    with contextlib.suppress(FileNotFoundError):
+                        self.path(number).unlink()
         self._sweep_temp(now)
         return ticket, 0.0
 
     def use(self, ticket: Ticket) -> Ticket | None:
         """Mark a held ticket used, now; None when it can no longer be used (lease over)."""
         now = time.time()
-        if now > ticket.lease_until - min(1.0, self.lease / 10):  # keep clear of a reclaimer's clock
+        if now > ticket.lease_until - min(CLOCK_MARGIN_S, self.lease / 4):  # keep clear of a reclaimer's clock
             self.release(ticket)
             return None
         used = dataclasses.replace(ticket, state="used", used_at=max(now, ticket.not_before))
@@ -206,7 +228,7 @@ class Tickets:
         """Temporary files of processes killed between writing and linking them."""
         for temp in self.directory.glob(TEMP_PREFIX + "*"):
             with contextlib.suppress(FileNotFoundError):
-                if now - temp.stat().st_mtime > self.lease:
+                if now - temp.stat().st_mtime > TEMP_MAX_AGE_S:
                     temp.unlink()
 
 
