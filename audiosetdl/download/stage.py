@@ -42,6 +42,7 @@ from audiosetdl.rundir import RunDir, sweep_temp, write_json_atomic
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 20.0  # after a stop request, how long in-flight clips may still finish
+MAX_FAILED_STARTS = 3  # workers dying before they are ready this many times: the task cannot run here
 
 
 # ----------------------------------------------------------------------------- fetchers --
@@ -73,9 +74,23 @@ def default_fetcher_factory(options: DownloadOptions) -> FetcherFactory:
     def make(worker_index: int):
         from audiosetdl.download.fetcher import ClipFetcher, FetchSettings
 
-        return ClipFetcher(FetchSettings(ydl_params=ydl_params(options, worker_index), timeout=options.timeout,
-                                         keep_original=options.keep_original, video=options.video))
+        fetcher = ClipFetcher(FetchSettings(ydl_params=ydl_params(options, worker_index), timeout=options.timeout,
+                                            keep_original=options.keep_original, video=options.video))
+        warm_extractors(options.url_template)
+        return fetcher
     return make
+
+
+def warm_extractors(url_template: str) -> None:
+    """yt-dlp matches a URL against its extractors' patterns (~1,800, in order, up to the first that
+    fits), compiled on first use: seconds on a busy machine. Done before the worker reports ready, so
+    that a clip handed to it is requested at once (the egress budget counts it when handed over)."""
+    from yt_dlp.extractor import gen_extractor_classes
+
+    url = url_template.format(ytid="-" * 11)
+    for extractor in gen_extractor_classes():
+        if extractor.suitable(url):
+            return
 
 
 # ------------------------------------------------------------------------------ workers --
@@ -100,12 +115,19 @@ class JobResult:
     padded: float = 0.0
 
 
+@dataclass(frozen=True)
+class WorkerReady:
+    """A worker holds its fetcher: a clip handed to it is requested at once (what the budget counts)."""
+    worker: int
+
+
 def _worker_main(worker_index: int, factory: FetcherFactory, jobs, results) -> None:
     # The parent decides when to stop: a Ctrl-C or SLURM's SIGTERM must not kill a clip mid-write.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGCONT, signal.SIG_DFL)  # not an inherited handler that logs (see _StopRequest)
     fetcher = factory(worker_index)
+    results.put(WorkerReady(worker_index))
     try:
         while (job := jobs.get()) is not None:
             began = time.monotonic()
@@ -239,6 +261,8 @@ class _Pool:
         self.stop = _StopRequest()
         self.paused_until = 0.0
         self.pacer = Pacer(run.pacing_dir, options)  # the run-wide budget, per egress identity
+        self.starting: set[int] = set()  # workers started, not ready yet
+        self.failed_starts = 0
 
     def run(self, todo: list[tuple[Segment, int]]) -> None:
         context = multiprocessing.get_context("fork")  # fork: workers inherit the multiprocessing-logging handler
@@ -250,6 +274,7 @@ class _Pool:
             proc = context.Process(target=_worker_main, args=(w, self.factory, inbox, results), daemon=True,
                                    name=f"download-{self.index:05d}-{w}")
             proc.start()
+            self.starting.add(w)
             inboxes.append(inbox)
             workers.append(proc)
         previous = {sig: signal.signal(sig, self.stop) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -281,7 +306,7 @@ class _Pool:
         ready.reverse()  # pop() from the end keeps the task's order
         delayed: list[tuple[float, int, Segment, int]] = []  # (ready at, seq, segment, attempt)
         busy: dict[int, Job] = {}
-        idle = list(range(len(inboxes)))[::-1]
+        idle: list[int] = []  # ready workers without a clip (see WorkerReady)
         while ready or delayed or busy:
             now = time.monotonic()
             if self.stop.reason is not None:
@@ -308,9 +333,14 @@ class _Pool:
                 [now + pace] if pace is not None and idle and ready else [])
             timeout = max(0.01, min(t for t in wake if t > now) - now) if any(t > now for t in wake) else 0.01
             try:
-                result: JobResult = results.get(timeout=timeout)
+                result: JobResult | WorkerReady = results.get(timeout=timeout)
             except queue.Empty:
                 self._replace_dead_workers(workers, busy, idle, results, delayed, inboxes)
+                continue
+            if isinstance(result, WorkerReady):
+                self.starting.discard(result.worker)
+                if result.worker not in idle and result.worker not in busy:  # (once, even from a dead predecessor)
+                    idle.append(result.worker)
                 continue
             job = busy.pop(result.worker)
             idle.append(result.worker)
@@ -362,10 +392,16 @@ class _Pool:
             if job is not None:
                 died = Failure.of(Reason.UNKNOWN, f"worker died (exit code {proc.exitcode})")
                 self._record(job, JobResult(w, job.seq, False, died, 0, 0.0), delayed)
+            if w in idle:
+                idle.remove(w)  # back once its successor is ready
+            if w in self.starting:
+                self.failed_starts += 1
+                if self.failed_starts >= MAX_FAILED_STARTS:
+                    raise RuntimeError(f"download workers die before they are ready (exit code {proc.exitcode}): "
+                                       f"see RUN/logs/download-{self.index:05d}.log")
             context = multiprocessing.get_context("fork")
             inboxes[w] = context.Queue()
             workers[w] = context.Process(target=_worker_main, args=(w, self.factory, inboxes[w], results),
                                          daemon=True, name=proc.name)
             workers[w].start()
-            if w not in idle:
-                idle.append(w)
+            self.starting.add(w)
