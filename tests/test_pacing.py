@@ -1,4 +1,4 @@
-"""The run-wide egress budget (audiosetdl/download/pacing.py): ticket files under RUN/pacing/
+"""The run-wide egress budget (audiosetdl/download/pacing.py, tickets.py): ticket files under RUN/pacing/
 shared by processes, dead owners' reservations freed, requests counted, files bounded, and what
 `submit` prints. End to end (real tasks, real yt-dlp, the media server's request log) in
 tests/test_pacing_e2e.py."""
@@ -16,7 +16,8 @@ from pathlib import Path
 
 from audiosetdl.backends.slurm import submit
 from audiosetdl.config import DownloadOptions, PlanOptions, SlurmOptions
-from audiosetdl.download.pacing import KEEP_EXTRA, Charger, Pacer, Tickets, describe_budget, identity_dir
+from audiosetdl.download.pacing import Charger, Pacer, describe_budget, identity_dir
+from audiosetdl.download.tickets import KEEP_EXTRA, Tickets
 from audiosetdl.metadata.segments import Segment, render_csv
 from audiosetdl.plan import build_plan, write_plan
 from audiosetdl.rundir import RunDir
@@ -112,7 +113,7 @@ def test_pacer_takes_workers_of_each_identity_separately(tmp_path):
     pacer = Pacer(tmp_path, options)
     assert pacer.take([0, 1, 2, 3]) == 3  # worker 3: proxy b
     assert pacer.take([0, 1, 2]) == 2  # proxy b is spent; worker 2 uses proxy a
-    assert pacer.take([0, 1]) is None and 30 < pacer.wake_in() <= 30 + 10.1  # the next window (+ a lease)
+    assert pacer.take([0, 1]) is None and 30 < pacer.wake_in([0, 1]) <= 30 + 10.1  # the next window (+ a lease)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert len(names) == 2 and all(n.startswith("proxy-") for n in names) and "secret" not in "".join(names)
     pacer.release()  # the reservations made while waiting go back

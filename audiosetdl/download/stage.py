@@ -328,9 +328,9 @@ class _Pool:
                 inboxes[worker].put(job)
             if not ready or self.stop.reason is not None or now < self.paused_until:
                 self.pacer.release()  # a reservation nobody here can use now is free for other tasks
-            pace = self.pacer.wake_in()
+            pace = self.pacer.wake_in(idle) if ready else None
             wake = [now + 1.0, self.paused_until] + ([delayed[0][0]] if delayed else []) + (
-                [now + pace] if pace is not None and idle and ready else [])
+                [now + pace] if pace is not None else [])
             timeout = max(0.01, min(t for t in wake if t > now) - now) if any(t > now for t in wake) else 0.01
             try:
                 result: JobResult | WorkerReady = results.get(timeout=timeout)
