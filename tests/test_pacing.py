@@ -18,8 +18,9 @@ from audiosetdl.backends.slurm import submit
 from audiosetdl.config import DownloadOptions, PlanOptions, SlurmOptions
 from audiosetdl.download.pacing import Charger, Pacer, describe_budget, identity_dir
 from audiosetdl.download.tickets import KEEP_EXTRA, Tickets
+from audiosetdl.ledger import OK, Attempt, LedgerWriter
 from audiosetdl.metadata.segments import Segment, render_csv
-from audiosetdl.plan import build_plan, write_plan
+from audiosetdl.plan import build_plan, load_plan, load_task, write_plan
 from audiosetdl.rundir import RunDir
 
 
@@ -138,11 +139,18 @@ def test_submit_prints_the_time_the_budget_needs_and_warns_of_idle_allocations(t
     submit(run, ["download"], slurm, DownloadOptions(workers=4), None, dry_run=True, out=printed.append)
     budget = [line for line in printed if line.startswith(("download: 3,000", "warning"))]
     assert budget[0].startswith("download: 3,000 segments at 300 videos per 3600 s per egress identity x 1 identity")
-    assert "at least 10.0 h (0.4 days)" in budget[0]
+    assert "about 10.0 h (0.4 days)" in budget[0]
     assert "4 tasks at once x 4 workers = 16 workers" in budget[1] and "--array-parallelism 1" in budget[1]
     printed.clear()
     two = DownloadOptions(workers=1, proxy=("http://a:1", "http://b:2"))
     submit(run, ["download"], SlurmOptions(array_parallelism=2), two, None, dry_run=True, out=printed.append)
-    assert [line for line in printed if "at least 5.0 h" in line and "x 2 identities" in line]
+    assert [line for line in printed if "about 5.0 h" in line and "x 2 identities" in line]
     assert not [line for line in printed if line.startswith("warning")]  # 2 workers: about what 600/h keeps busy
     assert describe_budget(10, DownloadOptions(max_rate=0), 4)[0].endswith("(YouTube may block the address)")
+    plan = load_plan(run)  # a resumed run needs only what is not done yet
+    with LedgerWriter(run.ledger_path(0)) as ledger:
+        for segment in load_task(run, plan, 0):
+            ledger.append(Attempt(segment.ytid, segment.subset, segment.start, segment.end, OK))
+    printed.clear()
+    submit(run, ["download"], slurm, DownloadOptions(workers=1), None, dry_run=True, out=printed.append)
+    assert [line for line in printed if line.startswith("download: 2,250 segments") and "about 7.5 h" in line]

@@ -25,7 +25,7 @@ from audiosetdl.config import ConfigError, SlurmOptions
 from audiosetdl.download.pacing import describe_budget
 from audiosetdl.plan import load_plan
 from audiosetdl.rundir import RunDir, write_json_atomic
-from audiosetdl.status import STAGES, active_tasks, jobs_path, read_submissions, task_state, unfinished
+from audiosetdl.status import STAGES, active_tasks, jobs_path, read_submissions, run_status, task_state, unfinished
 
 SIGNAL_DELAY_S = 120  # the time-limit warning comes this long before the limit
 MAX_REQUEUES = 3  # requeues after time limits (submitit's max_num_timeout)
@@ -127,7 +127,8 @@ def submit(run: RunDir, stages, slurm: SlurmOptions, download_options, extract_o
                                                  (late, slurm.rate_limited_delay)) if tasks]
     if download and download_options is not None:  # the run-wide egress budget bounds the whole array
         parallel = min(slurm.array_parallelism or len(download), len(download))
-        for line in describe_budget(sum(plan.tasks[i].segments for i in download), download_options, parallel):
+        left = sum(t.segments - t.ok for t in run_status(run, download).tasks)  # clips not done yet
+        for line in describe_budget(left, download_options, parallel):
             out(line)
     functions = {stage: (stage_functions or {}).get(stage) or _stage_function(stage) for stage in stages}
     options = {"download": download_options, "extract": extract_options}

@@ -132,7 +132,7 @@ def describe_budget(segments: int, options: DownloadOptions, parallel_tasks: int
     per_hour = options.max_rate * n_ids * 3600.0 / options.rate_window
     hours = segments / per_hour
     lines = [f"download: {segments:,} segments at {options.max_rate:g} videos per {options.rate_window:g} s per "
-             f"egress identity x {n_ids} identit{'y' if n_ids == 1 else 'ies'} ({per_hour:,.0f}/h): at least "
+             f"egress identity x {n_ids} identit{'y' if n_ids == 1 else 'ies'} ({per_hour:,.0f}/h): about "
              f"{hours:,.1f} h ({hours / 24:,.1f} days) of wall-clock time (retries take more)"]
     busy = max(1.0, per_hour * CLIP_WORKER_S / 3600.0)  # workers the budget keeps busy
     running = parallel_tasks * options.workers
