@@ -14,8 +14,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from audiosetdl.backends.slurm import submit
 from audiosetdl.config import DownloadOptions, PlanOptions, SlurmOptions
+from audiosetdl.download.stage import run_task
 from audiosetdl.download.pacing import Charger, Pacer, describe_budget, identity_dir
 from audiosetdl.download.tickets import KEEP_EXTRA, Tickets
 from audiosetdl.ledger import OK, Attempt, LedgerWriter
@@ -154,3 +157,18 @@ def test_submit_prints_the_time_the_budget_needs_and_warns_of_idle_allocations(t
     printed.clear()
     submit(run, ["download"], slurm, DownloadOptions(workers=1), None, dry_run=True, out=printed.append)
     assert [line for line in printed if line.startswith("download: 2,250 segments") and "about 7.5 h" in line]
+
+
+def _broken_factory(worker_index: int):
+    raise RuntimeError("this fetcher cannot start")
+
+
+def test_workers_that_never_get_ready_stop_the_task(tmp_path):
+    """Clips go only to ready workers (so a clip the budget counts is requested at once); workers that
+    die before they are ready stop the task instead of being restarted forever."""
+    run = make_run(tmp_path, 4, tasks=1)
+    began = time.monotonic()
+    with pytest.raises(RuntimeError, match="die before they are ready"):
+        run_task(run, 0, DownloadOptions(workers=1, max_rate=0), fetcher_factory=_broken_factory, progress=False)
+    assert time.monotonic() - began < 30
+    assert not run.ledger_path(0).read_text()  # no clip was handed to them, none is recorded as failed
