@@ -23,6 +23,7 @@ from audiosetdl.vggish.params import DEFAULT_BATCH_SIZE
 # 2026.10.26), then clients that need no PO token (field notes): web_safari for its HLS formats,
 # tv (none; DRM without cookies, sometimes SABR-only), web_embedded (embeddable videos only).
 DEFAULT_PLAYER_CLIENTS = ("default", "web_safari", "tv", "web_embedded")
+RATE_WINDOW_S = 3600.0  # the egress budget's window: --max-rate is videos per hour (audiosetdl.download.pacing)
 
 
 def option(default: Any, help: str, *, metavar: str | None = None, choices: tuple | None = None,
@@ -68,8 +69,12 @@ class DownloadOptions:
     retry_permanent: bool = option(False, "also retry segments whose last failure was permanent (private, removed, ...)")
     retry_failed: bool = option(False, "also retry exhausted segments (the same transient failure, e.g. decode_error, "
                                        "after --retries attempts in each of two runs)")
-    max_rate: float = option(300.0, "videos per hour for the whole task (yt-dlp's maintainers document ~300/h for "
-                                    "guest sessions); 0: no limit")
+    max_rate: float = option(300.0, "videos per hour (per --rate-window) per egress identity (the direct address, "
+                                    "or each --proxy), for the whole run: every task, on every node sharing RUN "
+                                    "(yt-dlp's maintainers document ~300/h for guest sessions); a retry or a "
+                                    "re-resolve of a video counts again; 0: no limit")
+    rate_window: float = option(RATE_WINDOW_S, "seconds over which --max-rate counts (3600: videos per hour; "
+                                               "shorter only for tests and trials)", metavar="SECONDS")
     cooldown: float = option(900.0, "seconds the whole pool pauses after YouTube rate-limits or bot-checks it; "
                                     "doubles each time", metavar="SECONDS")
     max_cooldowns: int = option(3, "stop the task cleanly (resumable) after this many pool-wide pauses")

@@ -52,9 +52,11 @@ def test_a_403_past_the_first_mib_falls_back_to_the_next_client(media_server, fa
     fake.serve_clients(ytid, {"default": [served(media_server, f"{ytid}~default", m4a_300)],
                               "web_safari": Skipped("pot"),
                               "tv": [served(media_server, f"{ytid}~tv", m4a_300)]}, duration=300.0)
-    with ClipFetcher(FetchSettings(), youtubedl_with_fake(fake)) as fetcher:
+    charges = []  # each re-resolve asks the run's egress budget for one more request
+    with ClipFetcher(FetchSettings(charge=lambda: charges.append(1)), youtubedl_with_fake(fake)) as fetcher:
         result = fetcher.fetch(FakeYoutubeIE.watch_url(ytid), ytid, START, START + 10, tmp_path / "c.flac")
     check_clip(result, START, master16_300)
+    assert len(charges) == 2
     assert (result.client, result.method, result.format_id) == ("tv", "index", "140")
     assert [c for _, c in fake.clients_asked] == ["default", "web_safari", "tv"]
     refused = media_server.requests(f"{ytid}~default")

@@ -45,7 +45,7 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import soundfile
@@ -91,6 +91,7 @@ class FetchSettings:
     keep_original: bool = False  # also keep the untranscoded stream cut (e.g. .m4a/.webm) beside the flac
     video: bool = False  # also keep an mp4 of the segment (video+audio), like marl/audiosetdl could
     player_clients: tuple[str, ...] = DEFAULT_PLAYER_CLIENTS  # YouTube player clients, tried in this order
+    charge: Callable[[], None] | None = None  # blocks until the egress budget allows one more request (re-resolves)
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,8 @@ class ClipFetcher:
         counter = FetchCounter()
         failures: list[ClipError] = []
         for client in self.settings.player_clients or DEFAULT_PLAYER_CLIENTS:
+            if failures and self.settings.charge is not None:
+                self.settings.charge()  # another request to YouTube for this video: the budget counts it
             try:
                 clip = self._fetch_with(client, url, ytid, Fraction(repr(float(start))), Fraction(repr(float(end))),
                                         Path(dest), counter)

@@ -36,6 +36,7 @@ from audiosetdl.audio import clip_is_valid
 from audiosetdl.config import DownloadOptions
 from audiosetdl.download.classify import classify
 from audiosetdl.download.errors import EXHAUSTIBLE_REASONS, ClipError, Failure, Reason, retry_delay_s
+from audiosetdl.download.pacing import Charger, Pacer
 from audiosetdl.ledger import FAILED, OK, Attempt, LedgerWriter, latest, read_ledger
 from audiosetdl.metadata.segments import Segment
 from audiosetdl.plan import load_plan, load_task
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 20.0  # after a stop request, how long in-flight clips may still finish
 EXHAUSTED_AFTER_RUNS = 2  # runs whose retries all ended in the same kind of transient failure
+MAX_FAILED_STARTS = 3  # workers dying before they are ready this many times: the task cannot run here
 
 
 # ----------------------------------------------------------------------------- fetchers --
@@ -72,15 +74,32 @@ def ydl_params(options: DownloadOptions, worker_index: int) -> dict:
         raise ValueError(f"yt-dlp rejected the options {argv!r} (check --yt-dlp-arg)") from None
 
 
-def default_fetcher_factory(options: DownloadOptions) -> FetcherFactory:
+def default_fetcher_factory(options: DownloadOptions, pacing_dir: Path | None = None) -> FetcherFactory:
+    """Real fetchers; with `pacing_dir`, a re-resolve with another player client takes a ticket of
+    the run's egress budget too (the pool charges the first request of each clip)."""
     def make(worker_index: int):
         from audiosetdl.download.fetcher import ClipFetcher, FetchSettings
 
         clients = tuple(c.strip() for item in options.player_clients for c in item.split(",") if c.strip())
-        return ClipFetcher(FetchSettings(ydl_params=ydl_params(options, worker_index), timeout=options.timeout,
-                                         keep_original=options.keep_original, video=options.video,
-                                         player_clients=clients))
+        fetcher = ClipFetcher(FetchSettings(ydl_params=ydl_params(options, worker_index), timeout=options.timeout,
+                                            keep_original=options.keep_original, video=options.video,
+                                            player_clients=clients,
+                                            charge=Charger(pacing_dir, options, worker_index) if pacing_dir else None))
+        warm_extractors(options.url_template)
+        return fetcher
     return make
+
+
+def warm_extractors(url_template: str) -> None:
+    """yt-dlp matches a URL against its extractors' patterns (~1,800, in order, up to the first that
+    fits), compiled on first use: seconds on a busy machine. Done before the worker reports ready, so
+    that a clip handed to it is requested at once (the egress budget counts it when handed over)."""
+    from yt_dlp.extractor import gen_extractor_classes
+
+    url = url_template.format(ytid="-" * 11)
+    for extractor in gen_extractor_classes():
+        if extractor.suitable(url):
+            return
 
 
 # ------------------------------------------------------------------------------ workers --
@@ -126,12 +145,19 @@ def _failure_of(worker: int, job: Job, exc: Exception, seconds: float) -> JobRes
                      method=getattr(exc, "method", ""), notes="; ".join(getattr(exc, "notes", ())))
 
 
+@dataclass(frozen=True)
+class WorkerReady:
+    """A worker holds its fetcher: a clip handed to it is requested at once (what the budget counts)."""
+    worker: int
+
+
 def _worker_main(worker_index: int, factory: FetcherFactory, jobs, results) -> None:
     # The parent decides when to stop: a Ctrl-C or SLURM's SIGTERM must not kill a clip mid-write.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGCONT, signal.SIG_DFL)  # not an inherited handler that logs (see _StopRequest)
     fetcher = factory(worker_index)
+    results.put(WorkerReady(worker_index))
     try:
         while (job := jobs.get()) is not None:
             began = time.monotonic()
@@ -245,7 +271,7 @@ def run_task(run: RunDir, index: int, options: DownloadOptions, *,
             log.info("task %05d: nothing to do (%d done, %d permanently failed, %d exhausted)", index,
                      summary.done_before, summary.skipped_permanent, summary.skipped_exhausted)
         else:
-            factory = fetcher_factory or default_fetcher_factory(options)
+            factory = fetcher_factory or default_fetcher_factory(options, run.pacing_dir)
             with _task_log(run, index):
                 _Pool(run, index, options, factory, ledger, summary, progress).run(todo)
     write_json_atomic(run.task_state_path(index), summary.to_json())
@@ -278,8 +304,9 @@ class _Pool:
         self.ledger, self.summary, self.progress = ledger, summary, progress
         self.stop = _StopRequest()
         self.paused_until = 0.0
-        self.next_dispatch = 0.0
-        self.interval = 3600.0 / options.max_rate if options.max_rate > 0 else 0.0
+        self.pacer = Pacer(run.pacing_dir, options)  # the run-wide budget, per egress identity
+        self.starting: set[int] = set()  # workers started, not ready yet
+        self.failed_starts = 0
         self.retried: Counter = Counter()  # failures per job seq in this run (pool-wide pauses not counted)
 
     def run(self, todo: list[tuple[Segment, int]]) -> None:
@@ -292,6 +319,7 @@ class _Pool:
             proc = context.Process(target=_worker_main, args=(w, self.factory, inbox, results), daemon=True,
                                    name=f"download-{self.index:05d}-{w}")
             proc.start()
+            self.starting.add(w)
             inboxes.append(inbox)
             workers.append(proc)
         previous = {sig: signal.signal(sig, self.stop) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -306,6 +334,7 @@ class _Pool:
         try:
             self._loop(todo, inboxes, workers, results, bar, started)
         finally:
+            self.pacer.release()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             for inbox in inboxes:
@@ -323,7 +352,7 @@ class _Pool:
         ready.reverse()  # pop() from the end keeps the task's order
         delayed: list[tuple[float, int, Segment, int]] = []  # (ready at, seq, segment, attempt)
         busy: dict[int, Job] = {}
-        idle = list(range(len(inboxes)))[::-1]
+        idle: list[int] = []  # ready workers without a clip (see WorkerReady)
         while ready or delayed or busy:
             now = time.monotonic()
             if self.stop.reason is not None:
@@ -333,21 +362,31 @@ class _Pool:
             while delayed and delayed[0][0] <= now:
                 _, seq, segment, attempt = heapq.heappop(delayed)
                 ready.append((seq, segment, attempt))
-            while (idle and ready and self.stop.reason is None and now >= self.paused_until
-                   and now >= self.next_dispatch):
+            while idle and ready and self.stop.reason is None and now >= self.paused_until:
+                worker = self.pacer.take(idle)  # its identity's ticket is marked used: the request counts
+                if worker is None:
+                    break
+                idle.remove(worker)
                 seq, segment, attempt = ready.pop()
-                worker = idle.pop()
                 job = Job(seq, segment, self.options.url_template.format(ytid=segment.ytid),
                           self.rundir.clip_path(segment.subset, segment.ytid, segment.start, segment.end), attempt)
                 busy[worker] = job
                 inboxes[worker].put(job)
-                self.next_dispatch = now + self.interval
-            wake = [now + 1.0, self.paused_until, self.next_dispatch] + ([delayed[0][0]] if delayed else [])
+            if not ready or self.stop.reason is not None or now < self.paused_until:
+                self.pacer.release()  # a reservation nobody here can use now is free for other tasks
+            pace = self.pacer.wake_in(idle) if ready else None
+            wake = [now + 1.0, self.paused_until] + ([delayed[0][0]] if delayed else []) + (
+                [now + pace] if pace is not None else [])
             timeout = max(0.01, min(t for t in wake if t > now) - now) if any(t > now for t in wake) else 0.01
             try:
-                result: JobResult = results.get(timeout=timeout)
+                result: JobResult | WorkerReady = results.get(timeout=timeout)
             except queue.Empty:
                 self._replace_dead_workers(workers, busy, idle, results, delayed, inboxes)
+                continue
+            if isinstance(result, WorkerReady):
+                self.starting.discard(result.worker)
+                if result.worker not in idle and result.worker not in busy:  # (once, even from a dead predecessor)
+                    idle.append(result.worker)
                 continue
             job = busy.pop(result.worker)
             idle.append(result.worker)
@@ -407,10 +446,16 @@ class _Pool:
             if job is not None:
                 died = Failure.of(Reason.UNKNOWN, f"worker died (exit code {proc.exitcode})")
                 self._record(job, JobResult(w, job.seq, False, died, 0, 0.0), delayed)
+            if w in idle:
+                idle.remove(w)  # back once its successor is ready
+            if w in self.starting:
+                self.failed_starts += 1
+                if self.failed_starts >= MAX_FAILED_STARTS:
+                    raise RuntimeError(f"download workers die before they are ready (exit code {proc.exitcode}): "
+                                       f"see RUN/logs/download-{self.index:05d}.log")
             context = multiprocessing.get_context("fork")
             inboxes[w] = context.Queue()
             workers[w] = context.Process(target=_worker_main, args=(w, self.factory, inboxes[w], results),
                                          daemon=True, name=proc.name)
             workers[w].start()
-            if w not in idle:
-                idle.append(w)
+            self.starting.add(w)
