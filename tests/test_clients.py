@@ -113,7 +113,7 @@ def test_the_ledger_and_status_name_client_method_and_skipped_formats(media_serv
     csv = tmp_path / "eval_segments.csv"
     csv.write_text(render_csv([Segment(y, START, START + 10, ("/m/09x0r",)) for y in ids], "t"))
     run = RunDir(tmp_path / "run")
-    write_plan(run, build_plan([csv], PlanOptions(tasks=1)))
+    write_plan(run, build_plan([csv], PlanOptions(tasks=1, labels=False)))
     media_server.forbid_past(f"{ids[0]}~default", MIB)
     fake.serve_clients(ids[0], {"default": [served(media_server, f"{ids[0]}~default", m4a_300)],
                                 "web_safari": [served(media_server, f"{ids[0]}~safari", m4a_300)]}, duration=300.0)

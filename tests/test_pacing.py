@@ -131,7 +131,7 @@ def make_run(tmp_path: Path, n: int, tasks: int) -> RunDir:
     csv.write_text(render_csv([Segment(f"{c}{c}{i:09d}", 0.0, 10.0, ("/m/09x0r",)) for c in "abcdefgh"[:tasks]
                                for i in range(n // tasks)], "t"))
     run = RunDir(tmp_path / "run")
-    write_plan(run, build_plan([csv], PlanOptions(tasks=tasks)))
+    write_plan(run, build_plan([csv], PlanOptions(tasks=tasks, labels=False)))
     return run
 
 

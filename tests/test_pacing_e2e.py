@@ -42,7 +42,7 @@ def make_run(tmp_path: Path, per_task: int, tasks: int) -> tuple[RunDir, list[st
     csv.write_text(render_csv([Segment(y, 10.0 * (i % 3), 10.0 * (i % 3) + 10, ("/m/09x0r",))
                                for i, y in enumerate(ids)], "t"))
     run = RunDir(tmp_path / "run")
-    write_plan(run, build_plan([csv], PlanOptions(tasks=tasks)))
+    write_plan(run, build_plan([csv], PlanOptions(tasks=tasks, labels=False)))
     return run, ids
 
 
