@@ -4,7 +4,9 @@ Owns: `FakeYoutubeIE`, an InfoExtractor registered under the name "youtube" (so 
 messages read ``ERROR: [youtube] <id>: ...`` exactly as in production) that answers YouTube
 watch URLs (and ``ytfake:<id>``) from a per-ID script: raise one of YouTube's refusals as
 yt-dlp 2026.10.26 words it (ExtractorError(expected=True), or GeoRestrictedError with
-countries), or return audio formats whose URLs point at a `tests.mediaserver.MediaServer`;
+countries), or return audio formats whose URLs point at a `tests.mediaserver.MediaServer`
+(`serve_clients`: different formats per player client, read from the ``youtube:player_client``
+extractor argument as YoutubeIE reads it);
 `REFUSALS`, the catalogue of those texts with the Reason each should classify as; and
 `youtubedl_with_fake()`, a YoutubeDL holding only this extractor and the generic one, so no
 request can leave the machine through any other extractor.
@@ -120,10 +122,26 @@ def audio_format(url: str, ext: str, *, filesize: int | None = None, **overrides
     return fmt
 
 
+def hls_audio_format(playlist_url: str, **overrides: Any) -> dict[str, Any]:
+    """An audio-only HLS format as yt-dlp lists YouTube's (itag 234: AAC-LC, ext mp4, protocol
+    m3u8_native, `url` = the media playlist)."""
+    fmt: dict[str, Any] = {"format_id": "234", "url": playlist_url, "manifest_url": playlist_url, "ext": "mp4",
+                           "protocol": "m3u8_native", "vcodec": "none", "acodec": "mp4a.40.2", "abr": 128.0,
+                           "audio_channels": 2}
+    fmt.update(overrides)
+    return fmt
+
+
 @dataclass
 class _Served:
     formats: list[dict[str, Any]]
     fields: dict[str, Any] = field(default_factory=dict)
+    by_client: dict[str, list[dict[str, Any]]] | None = None  # player client -> formats
+
+    def formats_for(self, clients: list[str]) -> list[dict[str, Any]]:
+        if self.by_client is None:
+            return self.formats
+        return [f for client in clients or ["default"] for f in self.by_client.get(client, [])]
 
 
 class FakeYoutubeIE(InfoExtractor):
@@ -159,6 +177,14 @@ class FakeYoutubeIE(InfoExtractor):
         with self._lock:
             self._script[ytid] = _Served(formats=[dict(f) for f in formats], fields=dict(info_fields))
 
+    def serve_clients(self, ytid: str, formats_by_client: dict[str, list[dict[str, Any]]], **info_fields: Any) -> None:
+        """Make `ytid` resolve, per player client asked for (``extractor_args`` ``youtube:
+        player_client``; "default" when none is), to that client's formats; a client not listed
+        gets none (yt-dlp then says "Requested format is not available")."""
+        by_client = {client: [dict(f) for f in formats] for client, formats in formats_by_client.items()}
+        with self._lock:
+            self._script[ytid] = _Served(formats=[], fields=dict(info_fields), by_client=by_client)
+
     def serve_url(self, ytid: str, url: str, ext: str, *, duration: float | None = None,
                   filesize: int | None = None) -> None:
         self.serve(ytid, [audio_format(url, ext, filesize=filesize)], duration=duration)
@@ -175,7 +201,7 @@ class FakeYoutubeIE(InfoExtractor):
         return {
             "id": ytid,
             "title": f"test video {ytid}",
-            "formats": [dict(f) for f in entry.formats],
+            "formats": [dict(f) for f in entry.formats_for(self._configuration_arg("player_client", ie_key="youtube"))],
             "webpage_url": self.watch_url(ytid),
             **entry.fields,
         }

@@ -63,6 +63,7 @@ from audiosetdl.download.cut import (
 )
 from audiosetdl.download.errors import ClipError, Reason
 from audiosetdl.download.fallback import RangeChunkingProxy, decode_through_proxy
+from audiosetdl.download.hls_cut import decode_hls
 from audiosetdl.download.http import FetchCounter, MediaSource, clip_error, with_counts
 from audiosetdl.download.index import MAX_REQUEST_BYTES, Container, FragmentIndex, IndexNotFound, byte_ranges, read_index
 from audiosetdl.download.mp4 import relocate_mp4_fragments
@@ -100,7 +101,7 @@ class ClipResult:
     requests: int  # media HTTP requests made (yt-dlp's own extraction requests not included)
     padded_seconds: float  # silence appended because the video ends before `end`
     format_id: str  # the audio format used
-    method: str  # "index" | "fallback"
+    method: str  # "index" | "hls" | "fallback" | "ytdlp"
     client: str = ""  # the player client whose formats made the clip ("" for other sites)
 
 
@@ -207,7 +208,7 @@ class ClipFetcher:
         out_rate = self.settings.sample_rate
         clip_samples = round((end - start) * out_rate)
         if is_hls(fmt):
-            raise ClipError.of(Reason.FORMAT_UNAVAILABLE, "HLS formats are not fetched yet", client_fixable=True)
+            return self._decode_hls(source, fmt, start, end, clip_samples, outputs), "hls"
         source.probe(resolved.info.get("duration"))
         try:
             index = read_index(source.read, source.size)
@@ -221,6 +222,23 @@ class ClipFetcher:
             return write_clip(samples, clip_samples, out_rate, outputs.clip), "fallback"
         samples = self._decode_indexed(source, index, timing, start, end, clip_samples, outputs)
         return write_clip(samples, clip_samples, out_rate, outputs.clip), "index"
+
+    def _decode_hls(self, source: MediaSource, fmt: dict, start: Fraction, end: Fraction, clip_samples: int,
+                    outputs: _Outputs) -> float:
+        """Method "hls": the playlist, the covering segments, each from its own MediaSource."""
+        sources: dict[str, MediaSource] = {source.url: source}
+
+        def source_for(url: str) -> MediaSource:
+            if url not in sources:
+                sources[url] = MediaSource(self._ydl, {**fmt, "url": url, "filesize": None}, source.ytid,
+                                           source.counter, timeout=self.settings.timeout,
+                                           max_request_bytes=self.settings.max_request_bytes)
+            return sources[url]
+
+        out_rate = self.settings.sample_rate
+        samples = decode_hls(source_for, source.url, str(fmt.get("acodec") or ""), start, end, clip_samples,
+                             out_rate, lambda suffix: self._scratch(outputs.clip, suffix), outputs.original)
+        return write_clip(samples, clip_samples, out_rate, outputs.clip)
 
     def _decode_indexed(self, source: MediaSource, index: FragmentIndex, timing: AudioTiming,
                         start: Fraction, end: Fraction, clip_samples: int, outputs: _Outputs) -> np.ndarray:

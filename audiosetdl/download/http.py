@@ -66,6 +66,7 @@ class MediaSource:
         self._timeout = timeout
         self._max_request = max_request_bytes
         self._counter = counter
+        self.counter = counter  # what this fetch spent so far (shared by its sources)
         # One read at a time: the fallback's ffmpeg may open a connection before its last one is
         # done, and the second should find the first one's bytes kept rather than fetch them again.
         self._read_lock = threading.RLock()
@@ -79,6 +80,16 @@ class MediaSource:
         head = self._get(ByteSpan(0, stop), allow_short=True)
         self._keep(0, head)
         return head
+
+    def read_all(self) -> bytes:
+        """The whole resource (a playlist, an HLS segment) in bounded requests: the first asks for
+        up to the request limit, and the size its answer states bounds the rest."""
+        with self._read_lock:
+            head = self._get(ByteSpan(0, self._max_request), allow_short=True)
+            self._keep(0, head)
+            if self.size is None or self.size <= len(head):
+                return head
+            return head + self._read(len(head), self.size)
 
     def read(self, start: int, stop: int) -> bytes:
         """Bytes [start, stop) (clamped to the file's end): kept ones, the rest in bounded requests."""
