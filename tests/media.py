@@ -290,6 +290,21 @@ class MediaLibrary:
             os.replace(tmp, folder)
         return HlsMedia(spec=spec, folder=folder, master=master)
 
+    def dash_manifest(self, signal: SignalSpec, segment_s: float = 5.0) -> Path:
+        """A DASH manifest (``audio.mpd``, SegmentTemplate + SegmentTimeline) beside its AAC-LC
+        fMP4 init and media segments, as ffmpeg's dash muxer writes them; returns the manifest."""
+        master = self.master(signal)
+        folder = self.signal_dir(signal) / f"mpd-{segment_s:g}s"
+        if not folder.exists():
+            tmp = folder.with_name(f".part-{os.getpid()}-{threading.get_ident()}-{folder.name}")
+            tmp.mkdir()
+            _run([FFMPEG, *_FFMPEG_QUIET, "-i", str(master), "-map", "0:a", "-map_metadata", "-1",
+                  "-ac", "2", "-ar", "44100", "-c:a", "aac", "-aac_coder", "fast", "-b:a", "128k",
+                  "-f", "dash", "-seg_duration", f"{segment_s:g}", "-use_template", "1", "-use_timeline", "1",
+                  str(tmp / "audio.mpd")])
+            os.replace(tmp, folder)
+        return folder / "audio.mpd"
+
     def shapes(self, signal: SignalSpec, shapes: Iterable[Shape] = tuple(Shape),
                **encoding: object) -> dict[Shape, MediaFile]:
         """Every shape of one signal, keyed by shape. `encoding` goes to MediaSpec."""

@@ -103,6 +103,8 @@ REFUSALS: dict[str, Refusal] = {
 }
 
 
+YOUTUBE_EXTRACTOR_KEY = "Youtube"  # yt-dlp's YoutubeIE.ie_key()
+
 # itag-like formats as YouTube lists its DASH audio
 _FORMATS_BY_EXT: dict[str, dict[str, Any]] = {
     "m4a": {"format_id": "140", "acodec": "mp4a.40.2", "asr": 44100, "container": "m4a_dash", "abr": 129.5},
@@ -203,6 +205,8 @@ class FakeYoutubeIE(InfoExtractor):
             "title": f"test video {ytid}",
             "formats": [dict(f) for f in entry.formats_for(self._configuration_arg("player_client", ie_key="youtube"))],
             "webpage_url": self.watch_url(ytid),
+            # Per-client formats: the fetcher applies player clients to YouTube's own key only.
+            **({"extractor_key": YOUTUBE_EXTRACTOR_KEY} if entry.by_client is not None else {}),
             **entry.fields,
         }
 

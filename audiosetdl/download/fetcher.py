@@ -63,6 +63,7 @@ from audiosetdl.download.cut import (
 )
 from audiosetdl.download.errors import ClipError, Reason
 from audiosetdl.download.fallback import RangeChunkingProxy, decode_through_proxy
+from audiosetdl.download.hls import HlsUnsupported
 from audiosetdl.download.hls_cut import decode_hls
 from audiosetdl.download.http import FetchCounter, MediaSource, clip_error, with_counts
 from audiosetdl.download.index import MAX_REQUEST_BYTES, Container, FragmentIndex, IndexNotFound, byte_ranges, read_index
@@ -70,16 +71,21 @@ from audiosetdl.download.mp4 import relocate_mp4_fragments
 from audiosetdl.download.resolve import (
     DEFAULT_PLAYER_CLIENTS,
     Resolved,
+    audio_candidates,
     audio_format,
     install_logger,
+    is_downloadable,
     is_hls,
+    is_http,
     resolve,
     video_format,
 )
+from audiosetdl.download.ytdlp_range import decode_with_ytdlp
 from audiosetdl.rundir import TEMP_MARK, atomic_path
 
 log = logging.getLogger(__name__)
 
+YTDLP_METHOD = "ytdlp"
 FRAGMENT_HEAD_BYTES = 64 * 1024  # holds a moof's tfdt, or a cluster's timecode and first block
 
 
@@ -159,29 +165,49 @@ class ClipFetcher:
             raise ValueError(f"not a segment: [{start}, {end}]")
         counter = FetchCounter()
         failures: list[ClipError] = []
+        resolved: list[Resolved] = []  # each client's formats, in the order asked
+        segment = (Fraction(repr(float(start))), Fraction(repr(float(end))))
         for client in self.settings.player_clients or DEFAULT_PLAYER_CLIENTS:
             try:
-                return self._fetch_with(client, url, ytid, Fraction(repr(float(start))), Fraction(repr(float(end))),
-                                        Path(dest), counter)
+                return self._fetch_with(client, url, ytid, *segment, Path(dest), counter, resolved)
             except ClipError as exc:
                 failures.append(with_counts(exc, counter))
                 if not exc.client_fixable or not exc.client:  # no client: not YouTube, clients don't apply
                     break
                 log.info("%s: %s with client %s; trying the next client", ytid, exc, client)
+        else:
+            # Every client failed in a way another might not have: yt-dlp's own downloader, once,
+            # with the first client's formats that had an audio format at all.
+            last_resort = next((r for r in resolved if audio_candidates(r.info, is_downloadable)), None)
+            if last_resort is not None:
+                log.info("%s: every player client failed; trying yt-dlp's downloader", ytid)
+                try:
+                    return self._fetch_with(last_resort.client, url, ytid, *segment, Path(dest), counter,
+                                            [last_resort], method=YTDLP_METHOD)
+                except ClipError as exc:
+                    failures.append(with_counts(exc, counter))
         raise _all_clients_failed(failures)
 
     def _fetch_with(self, client: str, url: str, ytid: str, start: Fraction, end: Fraction, dest: Path,
-                    counter: FetchCounter) -> ClipResult:
-        resolved = resolve(self._ydl, self._logger, url, ytid, client)
+                    counter: FetchCounter, resolved_by: list[Resolved], method: str = "") -> ClipResult:
+        """One attempt with one client's formats (`resolved_by` collects them; given one, it is
+        reused rather than resolved again). `method` "ytdlp" skips our own paths."""
+        if resolved_by and resolved_by[-1].client == client:
+            resolved = resolved_by[-1]
+        else:
+            resolved = resolve(self._ydl, self._logger, url, ytid, client)
+            resolved_by.append(resolved)
         fmt: dict = {}
-        method = ""
         try:
             fmt = audio_format(resolved)
             source = MediaSource(self._ydl, fmt, ytid, counter, timeout=self.settings.timeout,
                                  max_request_bytes=self.settings.max_request_bytes)
             # Absolute: a relative name starting with '-' (as YouTube IDs may) would read as an option.
             with self._outputs(dest.absolute(), fmt) as outputs:
-                padded, method = self._make_clip(source, resolved, fmt, start, end, outputs)
+                if method == YTDLP_METHOD:
+                    padded = self._decode_ytdlp(resolved, fmt, source.ytid, start, end, outputs)
+                else:
+                    padded, method = self._make_clip(source, resolved, fmt, start, end, outputs)
                 if outputs.video is not None:
                     self._make_video(resolved.info, ytid, float(start), float(end), outputs, counter)
         except ClipError as exc:
@@ -208,7 +234,13 @@ class ClipFetcher:
         out_rate = self.settings.sample_rate
         clip_samples = round((end - start) * out_rate)
         if is_hls(fmt):
-            return self._decode_hls(source, fmt, start, end, clip_samples, outputs), "hls"
+            try:
+                return self._decode_hls(source, fmt, start, end, clip_samples, outputs), "hls"
+            except HlsUnsupported as why:
+                log.debug("%s: %s; using yt-dlp's downloader", source.ytid, why)
+                return self._decode_ytdlp(resolved, fmt, source.ytid, start, end, outputs), YTDLP_METHOD
+        if not is_http(fmt):  # a protocol we have no path for (DASH manifests, RTMP, ...)
+            return self._decode_ytdlp(resolved, fmt, source.ytid, start, end, outputs), YTDLP_METHOD
         source.probe(resolved.info.get("duration"))
         try:
             index = read_index(source.read, source.size)
@@ -238,6 +270,15 @@ class ClipFetcher:
         out_rate = self.settings.sample_rate
         samples = decode_hls(source_for, source.url, str(fmt.get("acodec") or ""), start, end, clip_samples,
                              out_rate, lambda suffix: self._scratch(outputs.clip, suffix), outputs.original)
+        return write_clip(samples, clip_samples, out_rate, outputs.clip)
+
+    def _decode_ytdlp(self, resolved: Resolved, fmt: dict, ytid: str, start: Fraction, end: Fraction,
+                      outputs: _Outputs) -> float:
+        """Method "ytdlp": yt-dlp's own downloader for the section, cut sample-exact here."""
+        out_rate = self.settings.sample_rate
+        clip_samples = round((end - start) * out_rate)
+        samples = decode_with_ytdlp(self._ydl, resolved.info, fmt, ytid, start, end, clip_samples, out_rate,
+                                    lambda suffix: self._scratch(outputs.clip, suffix))
         return write_clip(samples, clip_samples, out_rate, outputs.clip)
 
     def _decode_indexed(self, source: MediaSource, index: FragmentIndex, timing: AudioTiming,
