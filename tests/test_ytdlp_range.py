@@ -19,19 +19,22 @@ def clip_fetcher(fake: FakeYoutubeIE) -> ClipFetcher:
     return ClipFetcher(FetchSettings(player_clients=CLIENTS), youtubedl_with_fake(fake))
 
 
-def test_every_client_refused_then_ytdlps_downloader(media_server, fake, media_60s, master16, tmp_path):
+@pytest.mark.parametrize("shape, start", [(Shape.DASH_M4A, 23.456), (Shape.DASH_M4A, 0.0), (Shape.DASH_WEBM, 23.456),
+                                          (Shape.DASH_WEBM, 0.0)])
+def test_every_client_refused_then_ytdlps_downloader(media_server, fake, media_60s, master16, shape, start, tmp_path):
     """Both clients' DASH URLs 403 on our bounded requests (partial PO-token enforcement); the
-    last resort, yt-dlp's FFmpegFD with the first client's formats, makes the exact clip."""
-    media = media_60s[Shape.DASH_M4A]
+    last resort, yt-dlp's FFmpegFD with the first client's formats, makes the exact clip (AAC in
+    fragmented MP4: the tfdt timeline; Opus in WebM: millisecond timestamps snapped to packets)."""
+    media = media_60s[shape]
     url = media_server.add("-lastresort", media.path)
-    fmt = audio_format(url, "m4a", filesize=media.size_bytes)
+    fmt = audio_format(url, media.ext, filesize=media.size_bytes)
     fake.serve_clients("-lastresort", {client: [fmt] for client in CLIENTS}, duration=60.0)
     media_server.fail("-lastresort", "403", times=2)  # each client's index probe
     with clip_fetcher(fake) as fetcher:
-        result = fetcher.fetch(FakeYoutubeIE.watch_url("-lastresort"), "-lastresort", 23.456, 33.456,
+        result = fetcher.fetch(FakeYoutubeIE.watch_url("-lastresort"), "-lastresort", start, start + CLIP_S,
                                tmp_path / "c.flac")
-    assert (result.method, result.client, result.format_id) == ("ytdlp", "default", "140")
-    check_clip(result, 23.456, master16)
+    assert (result.method, result.client, result.format_id) == ("ytdlp", "default", fmt["format_id"])
+    check_clip(result, start, master16)
     assert fake.extractions == ["-lastresort"] * 2  # the last resort reuses the first client's formats
     refused, *ffmpegs = media_server.requests("-lastresort")[1:]
     assert refused.status == 403 and ffmpegs and all(r.status == 206 for r in ffmpegs)  # ffmpeg's own requests
@@ -71,6 +74,20 @@ def test_dash_refused_for_one_client_hls_from_the_next(media_server, fake, media
     check_clip(result, 12.5, master16)
     assert not [r for r in media_server.requests() if r.is_open_ended]
     assert len(media_server.requests("-dashthenhl")) == 1  # the refused index probe, then nothing more there
+
+
+def test_hls_that_hls_cannot_cut_is_not_cut_inexactly(media_server, fake, media_library, tmp_path):
+    """HE-AAC (by the format's codec) has no exact rule in "hls", and through yt-dlp's downloader
+    MPEG-TS keeps its raw PTS: refused (client_fixable), not made shifted."""
+    hls = media_library.hls(HlsSpec(SIGNAL_60S, segment_type="mpegts"))
+    base = media_server.add_folder("-heaac00001", hls.folder)
+    fake.serve("-heaac00001", [hls_audio_format(base + hls.playlist.name, acodec="mp4a.40.5")], duration=60.0)
+    with ClipFetcher(FetchSettings(), youtubedl_with_fake(fake)) as fetcher, pytest.raises(ClipError) as caught:
+        fetcher.fetch(FakeYoutubeIE.watch_url("-heaac00001"), "-heaac00001", 5.0, 15.0, tmp_path / "c.flac")
+    assert caught.value.failure.reason.value == "format_unavailable" and caught.value.client_fixable
+    assert caught.value.method == "ytdlp"
+    assert media_server.requests("-heaac00001") == []
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_last_resort_failing_too_names_every_attempt(media_server, fake, media_60s, tmp_path):

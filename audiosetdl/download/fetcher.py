@@ -5,8 +5,9 @@ Owns: `ClipFetcher` (a worker process holds one, and with it one `yt_dlp.Youtube
 whole life), `FetchSettings` and `ClipResult`; trying the player clients in turn; choosing the
 method for the format yt-dlp hands back; writing outputs atomically and checking the clip. The
 pieces live beside it: `resolve` (yt-dlp, clients, format choice), `http` (bounded ranges),
-`index`/`mp4`/`webm` (container indexes), `cut` (the timeline and the ffmpeg decode) and
-`fallback` (the range-chunking proxy).
+`index`/`mp4`/`webm` (container indexes), `cut` (the timeline and the ffmpeg decode),
+`fallback` (the range-chunking proxy), `hls`/`hls_cut`/`mpegts` (HLS) and `ytdlp_range`
+(yt-dlp's own downloader).
 
 How a clip is made (method "index"):
 
@@ -24,11 +25,21 @@ How a clip is made (method "index"):
 
 Method "fallback" (no readable index): ffmpeg reads the media through the range-chunking proxy.
 
+Method "hls" (an m3u8 format, e.g. web_safari's, which need no PO token): the media playlist, and
+only the segments covering the same stretch, each in bounded requests, placed in source time by
+the fMP4 ``tfdt`` or the MPEG-TS PTS (`hls_cut`), decoded by the same `cut` machinery.
+
+Method "ytdlp" (`ytdlp_range`): yt-dlp's own downloader for the section (``download_ranges``),
+trimmed sample-exact here, for protocols without a path of ours (DASH manifests, ...), for HLS
+that "hls" cannot place exactly, and as the last resort below.
+
 Client fallback: a failure another player client might not meet (`ClipError.client_fixable`: a
 403/416 on a media range, formats skipped for a missing PO token or SABR-only, no usable audio
 format) makes the fetcher resolve the video again with the next client of
-`FetchSettings.player_clients` before the attempt counts as failed; a video is given up only once
-every client has failed. Other sites than YouTube (e.g. yt-dlp's generic extractor) get one try.
+`FetchSettings.player_clients` before the attempt counts as failed. Once every client has failed
+so, one last attempt hands the first client's formats (no second resolve) to yt-dlp's downloader;
+a video is given up only after that. Other sites than YouTube (e.g. yt-dlp's generic extractor)
+get one try.
 
 Failures raise `ClipError` carrying the media bytes and requests spent and where they were met
 (client, format, method). Nothing is retried here beyond the clients: the caller owns retries
@@ -80,7 +91,7 @@ from audiosetdl.download.resolve import (
     resolve,
     video_format,
 )
-from audiosetdl.download.ytdlp_range import decode_with_ytdlp
+from audiosetdl.download.ytdlp_range import decode_with_ytdlp, ytdlp_format
 from audiosetdl.rundir import TEMP_MARK, atomic_path
 
 log = logging.getLogger(__name__)
@@ -199,15 +210,15 @@ class ClipFetcher:
             resolved_by.append(resolved)
         fmt: dict = {}
         try:
-            fmt = audio_format(resolved)
+            if method == YTDLP_METHOD:
+                fmt = ytdlp_format(audio_candidates(resolved.info, is_downloadable))
+            else:
+                fmt = audio_format(resolved)
             source = MediaSource(self._ydl, fmt, ytid, counter, timeout=self.settings.timeout,
                                  max_request_bytes=self.settings.max_request_bytes)
             # Absolute: a relative name starting with '-' (as YouTube IDs may) would read as an option.
             with self._outputs(dest.absolute(), fmt) as outputs:
-                if method == YTDLP_METHOD:
-                    padded = self._decode_ytdlp(resolved, fmt, source.ytid, start, end, outputs)
-                else:
-                    padded, method = self._make_clip(source, resolved, fmt, start, end, outputs)
+                padded, method = self._make_clip(source, resolved, fmt, start, end, outputs, method)
                 if outputs.video is not None:
                     self._make_video(resolved.info, ytid, float(start), float(end), outputs, counter)
         except ClipError as exc:
@@ -229,18 +240,14 @@ class ClipFetcher:
             yield outputs
 
     def _make_clip(self, source: MediaSource, resolved: Resolved, fmt: dict, start: Fraction, end: Fraction,
-                   outputs: _Outputs) -> tuple[float, str]:
-        """Write the clip by the method the format allows; returns (padded seconds, method)."""
+                   outputs: _Outputs, method: str = "") -> tuple[float, str]:
+        """Write the clip by the method the format allows (or `method` "ytdlp"); returns (padded
+        seconds, method)."""
         out_rate = self.settings.sample_rate
         clip_samples = round((end - start) * out_rate)
-        if is_hls(fmt):
-            try:
-                return self._decode_hls(source, fmt, start, end, clip_samples, outputs), "hls"
-            except HlsUnsupported as why:
-                log.debug("%s: %s; using yt-dlp's downloader", source.ytid, why)
-                return self._decode_ytdlp(resolved, fmt, source.ytid, start, end, outputs), YTDLP_METHOD
-        if not is_http(fmt):  # a protocol we have no path for (DASH manifests, RTMP, ...)
-            return self._decode_ytdlp(resolved, fmt, source.ytid, start, end, outputs), YTDLP_METHOD
+        if method == YTDLP_METHOD or not is_http(fmt):  # HLS, and protocols without a path of ours
+            samples, method = self._decode_streamed(source, resolved, fmt, start, end, clip_samples, outputs, method)
+            return write_clip(samples, clip_samples, out_rate, outputs.clip), method
         source.probe(resolved.info.get("duration"))
         try:
             index = read_index(source.read, source.size)
@@ -255,31 +262,29 @@ class ClipFetcher:
         samples = self._decode_indexed(source, index, timing, start, end, clip_samples, outputs)
         return write_clip(samples, clip_samples, out_rate, outputs.clip), "index"
 
-    def _decode_hls(self, source: MediaSource, fmt: dict, start: Fraction, end: Fraction, clip_samples: int,
-                    outputs: _Outputs) -> float:
-        """Method "hls": the playlist, the covering segments, each from its own MediaSource."""
-        sources: dict[str, MediaSource] = {source.url: source}
-
-        def source_for(url: str) -> MediaSource:
-            if url not in sources:
-                sources[url] = MediaSource(self._ydl, {**fmt, "url": url, "filesize": None}, source.ytid,
-                                           source.counter, timeout=self.settings.timeout,
-                                           max_request_bytes=self.settings.max_request_bytes)
-            return sources[url]
-
+    def _decode_streamed(self, source: MediaSource, resolved: Resolved, fmt: dict, start: Fraction, end: Fraction,
+                         clip_samples: int, outputs: _Outputs, method: str) -> tuple[np.ndarray, str]:
+        """Method "hls": the playlist and its covering segments (siblings of `source`); method
+        "ytdlp": yt-dlp's own downloader for the section, for what "hls" cannot cut, other
+        protocols, and the last resort."""
         out_rate = self.settings.sample_rate
-        samples = decode_hls(source_for, source.url, str(fmt.get("acodec") or ""), start, end, clip_samples,
-                             out_rate, lambda suffix: self._scratch(outputs.clip, suffix), outputs.original)
-        return write_clip(samples, clip_samples, out_rate, outputs.clip)
 
-    def _decode_ytdlp(self, resolved: Resolved, fmt: dict, ytid: str, start: Fraction, end: Fraction,
-                      outputs: _Outputs) -> float:
-        """Method "ytdlp": yt-dlp's own downloader for the section, cut sample-exact here."""
-        out_rate = self.settings.sample_rate
-        clip_samples = round((end - start) * out_rate)
-        samples = decode_with_ytdlp(self._ydl, resolved.info, fmt, ytid, start, end, clip_samples, out_rate,
-                                    lambda suffix: self._scratch(outputs.clip, suffix))
-        return write_clip(samples, clip_samples, out_rate, outputs.clip)
+        def scratch(suffix: str) -> Path:
+            return self._scratch(outputs.clip, suffix)
+
+        if is_hls(fmt) and method != YTDLP_METHOD:
+            try:
+                return decode_hls(source, str(fmt.get("acodec") or ""), start, end, clip_samples, out_rate, scratch,
+                                  outputs.original), "hls"
+            except HlsUnsupported as why:
+                log.debug("%s: %s; using yt-dlp's downloader", source.ytid, why)
+            except ClipError as exc:
+                raise exc.noting(method="hls")
+        try:
+            return decode_with_ytdlp(self._ydl, resolved.info, fmt, source.ytid, start, end, clip_samples, out_rate,
+                                     scratch), YTDLP_METHOD
+        except ClipError as exc:
+            raise exc.noting(method=YTDLP_METHOD)
 
     def _decode_indexed(self, source: MediaSource, index: FragmentIndex, timing: AudioTiming,
                         start: Fraction, end: Fraction, clip_samples: int, outputs: _Outputs) -> np.ndarray:

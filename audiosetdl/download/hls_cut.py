@@ -83,13 +83,27 @@ def read_resource(sources: SourceFor, resource: Resource, limit: int | None = No
     return data
 
 
-def decode_hls(sources: SourceFor, url: str, acodec: str, start: Fraction, end: Fraction, clip_samples: int,
+def source_pool(playlist: MediaSource) -> SourceFor:
+    """One MediaSource per URL: the playlist's own, and a sibling of it for every other URL."""
+    pool = {playlist.url: playlist}
+
+    def source_for(url: str) -> MediaSource:
+        if url not in pool:
+            pool[url] = playlist.sibling(url)
+        return pool[url]
+
+    return source_for
+
+
+def decode_hls(playlist_source: MediaSource, acodec: str, start: Fraction, end: Fraction, clip_samples: int,
                out_rate: int, scratch: Callable[[str], Path], original: Path | None = None) -> np.ndarray:
-    """The clip's samples from the HLS rendition at `url`; `scratch(suffix)` makes the temporary
-    file the cut is written to. Raises HlsUnsupported for what this path cannot cut exactly."""
+    """The clip's samples from the HLS rendition `playlist_source` reads; `scratch(suffix)` makes
+    the temporary file the cut is written to. Raises HlsUnsupported for what this path cannot cut
+    exactly."""
     if acodec.startswith(_SBR_CODECS):
         raise HlsUnsupported(f"{acodec}: HE-AAC has no exact timing rule here")
-    playlist = load_playlist(sources, url)
+    sources = source_pool(playlist_source)
+    playlist = load_playlist(sources, playlist_source.url)
     if float(start) >= playlist.duration_s:
         return np.zeros(0, dtype=np.int16)  # the video ends before the segment starts: all padding
     cutter = _Fmp4Cutter(sources, playlist) if playlist.init is not None else _TsCutter(sources, playlist)

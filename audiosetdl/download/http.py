@@ -13,6 +13,7 @@ player client's URL may serve it).
 
 from __future__ import annotations
 
+import copy
 import re
 import threading
 from typing import Any
@@ -66,13 +67,21 @@ class MediaSource:
         self._timeout = timeout
         self._max_request = max_request_bytes
         self._counter = counter
-        self.counter = counter  # what this fetch spent so far (shared by its sources)
         # One read at a time: the fallback's ffmpeg may open a connection before its last one is
         # done, and the second should find the first one's bytes kept rather than fetch them again.
         self._read_lock = threading.RLock()
         self._lock = threading.Lock()
         self._cache: dict[int, bytes] = {}  # start offset -> bytes fetched from there
         self._cached_bytes = 0
+
+    def sibling(self, url: str) -> MediaSource:
+        """Another resource of the same format (an HLS playlist's segments): its headers, limits
+        and counter, its own bytes."""
+        other = copy.copy(self)
+        other.url, other.size = url, None
+        other._read_lock, other._lock = threading.RLock(), threading.Lock()
+        other._cache, other._cached_bytes = {}, 0
+        return other
 
     def probe(self, duration_s: float | None) -> bytes:
         """The file's head, sized for the header and index of a video this long (`index_probe_bytes`)."""
