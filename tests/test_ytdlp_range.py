@@ -3,6 +3,8 @@ and methods: clips checked to the sample against the master whichever way they c
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from audiosetdl.download.errors import ClipError
@@ -100,3 +102,26 @@ def test_last_resort_failing_too_names_every_attempt(media_server, fake, media_6
     assert caught.value.failure.message.startswith("every player client failed")
     assert caught.value.failure.message.count("http_error") + caught.value.failure.message.count("unavailable") >= 2
     assert list(tmp_path.iterdir()) == []
+
+
+def test_keep_original_whichever_way_the_clip_came(media_server, fake, media_library, tmp_path):
+    """`keep_original`: the stream's own cut beside the clip, from "hls" (MPEG-TS segments, copied
+    into the format's mp4) and from "ytdlp" (a DASH manifest's section)."""
+    hls = media_library.hls(HlsSpec(SIGNAL_60S, segment_type="mpegts"))
+    fake.serve("-keephls001", [hls_audio_format(media_server.add_folder("-keephls001", hls.folder) + hls.playlist.name)],
+               duration=60.0)
+    manifest = media_library.dash_manifest(SIGNAL_60S)
+    mpd = media_server.add_folder("-keepmpd001", manifest.parent) + manifest.name
+    fake.serve("-keepmpd001", [{"format_id": "dash-0", "url": mpd, "protocol": "http_dash_segments", "ext": "m4a",
+                                "acodec": "mp4a.40.2", "vcodec": "none"}], duration=60.0)
+    with ClipFetcher(FetchSettings(keep_original=True), youtubedl_with_fake(fake)) as fetcher:
+        for ytid, method, ext in (("-keephls001", "hls", "mp4"), ("-keepmpd001", "ytdlp", "m4a")):
+            dest = tmp_path / f"{ytid}.flac"
+            assert fetcher.fetch(FakeYoutubeIE.watch_url(ytid), ytid, 20.0, 30.0, dest).method == method
+            original = dest.with_suffix(f".{ext}")
+            probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name:format=duration",
+                                    "-of", "default=nw=1", str(original)], capture_output=True, text=True, check=True)
+            assert "codec_name=aac" in probe.stdout
+            assert float(probe.stdout.split("duration=")[1].split()[0]) >= CLIP_S
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["-keephls001.flac", "-keephls001.mp4", "-keepmpd001.flac", "-keepmpd001.m4a"])

@@ -282,7 +282,7 @@ class ClipFetcher:
                 raise exc.noting(method="hls")
         try:
             return decode_with_ytdlp(self._ydl, resolved.info, fmt, source.ytid, start, end, clip_samples, out_rate,
-                                     scratch), YTDLP_METHOD
+                                     scratch, outputs.original), YTDLP_METHOD
         except ClipError as exc:
             raise exc.noting(method=YTDLP_METHOD)
 

@@ -48,7 +48,7 @@ import numpy as np
 import yt_dlp
 from yt_dlp.utils import download_range_func
 
-from audiosetdl.download.cut import AAC_FRAME_SAMPLES, DECODE_TIMEOUT_S, OPUS_RATE, decode_cut, trim_plan
+from audiosetdl.download.cut import AAC_FRAME_SAMPLES, DECODE_TIMEOUT_S, OPUS_RATE, decode_cut, run_ffmpeg, trim_plan
 from audiosetdl.download.errors import ClipError, Reason, classify
 from audiosetdl.download.resolve import HLS_PROTOCOLS
 from audiosetdl.download.webm import opus_packet_samples
@@ -92,8 +92,10 @@ def ytdlp_format(formats: list[dict]) -> dict:
 
 
 def decode_with_ytdlp(ydl: yt_dlp.YoutubeDL, info: dict, fmt: dict, ytid: str, start: Fraction, end: Fraction,
-                      clip_samples: int, out_rate: int, scratch: Callable[[str], Path]) -> np.ndarray:
-    """The clip's samples from `fmt` of `info`, downloaded by yt-dlp's FFmpegFD."""
+                      clip_samples: int, out_rate: int, scratch: Callable[[str], Path],
+                      original: Path | None = None) -> np.ndarray:
+    """The clip's samples from `fmt` of `info`, downloaded by yt-dlp's FFmpegFD (with
+    `original`, the section's stream is also copied there, in the container its suffix names)."""
     if fmt.get("protocol") in HLS_PROTOCOLS:
         raise ClipError.of(Reason.FORMAT_UNAVAILABLE, f"HLS format {fmt.get('format_id')} ({fmt.get('acodec')}): "
                            "no exact timing through yt-dlp's downloader", client_fixable=True)
@@ -112,7 +114,11 @@ def decode_with_ytdlp(ydl: yt_dlp.YoutubeDL, info: dict, fmt: dict, ytid: str, s
         first = _first_packet(path)
         first = replace(first, time=first.time - OUTPUT_TS_OFFSET_S)
         plan = trim_plan(start, clip_samples, _source_time(first, fmt), first.sample_rate, out_rate)
-        return decode_cut(path, plan, out_rate)
+        samples = decode_cut(path, plan, out_rate)
+        if original is not None:
+            run_ffmpeg(["-i", str(path), "-map", "0:a:0", "-c", "copy", "-y", str(original)], DECODE_TIMEOUT_S,
+                       "copy of the original")
+        return samples
     finally:
         path.unlink(missing_ok=True)
         path.with_name(path.name + ".part").unlink(missing_ok=True)
