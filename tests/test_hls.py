@@ -5,16 +5,35 @@ checked for which segment files were fetched and that every request was bounded.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Iterator
+
 import pytest
 
-from audiosetdl.download.fetcher import FetchSettings
+from audiosetdl.download.fetcher import ClipFetcher, FetchSettings
 from tests.media import HlsMedia, HlsSpec, MediaLibrary
 from tests.media_fixtures import SIGNAL_60S
 from tests.mediaserver import MediaServer
-from tests.test_fetcher import CLIP_S, check_clip, check_requests, fake, fetcher, master16  # noqa: F401
-from tests.ytdlp_test_extractor import FakeYoutubeIE, hls_audio_format
+from tests.test_fetcher import CLIP_S, RATE, check_clip, check_requests
+from tests.ytdlp_test_extractor import FakeYoutubeIE, hls_audio_format, youtubedl_with_fake
 
 SEGMENT_S = 6.0
+
+
+@pytest.fixture
+def fake() -> FakeYoutubeIE:
+    return FakeYoutubeIE()
+
+
+@pytest.fixture
+def fetcher(fake: FakeYoutubeIE) -> Iterator[ClipFetcher]:
+    with ClipFetcher(FetchSettings(), youtubedl_with_fake(fake)) as f:
+        yield f
+
+
+@pytest.fixture(scope="module")
+def master16(media_library: MediaLibrary) -> Path:
+    return media_library.master_at(SIGNAL_60S, RATE)
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +107,6 @@ def test_hls_byterange_segments_in_one_file(media_server, fake, fetcher, hls_60s
 
 
 def test_hls_requests_never_exceed_the_limit(media_server, fake, hls_60s, master16, tmp_path):
-    from audiosetdl.download.fetcher import ClipFetcher
-    from tests.ytdlp_test_extractor import youtubedl_with_fake
-
     url = serve_hls(media_server, fake, "-hlssmall01", hls_60s[("mpegts", False)])
     with ClipFetcher(FetchSettings(max_request_bytes=30_000), youtubedl_with_fake(fake)) as small:
         result = small.fetch(url, "-hlssmall01", 12.0, 22.0, tmp_path / "c.flac")

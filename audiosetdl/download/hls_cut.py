@@ -30,12 +30,12 @@ import numpy as np
 
 from audiosetdl.download.cut import (
     AAC_FRAME_SAMPLES,
+    DECODE_TIMEOUT_S,
     RESAMPLER_MARGIN_S,
     AudioTiming,
     decode_cut,
     lead_s,
     run_ffmpeg,
-    DECODE_TIMEOUT_S,
     trim_plan,
 )
 from audiosetdl.download.errors import ClipError, Reason
