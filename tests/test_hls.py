@@ -5,6 +5,7 @@ checked for which segment files were fetched and that every request was bounded.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -112,3 +113,20 @@ def test_hls_requests_never_exceed_the_limit(media_server, fake, hls_60s, master
         result = small.fetch(url, "-hlssmall01", 12.0, 22.0, tmp_path / "c.flac")
     check_clip(result, 12.0, master16)
     check_requests(media_server, "-hlssmall01", result, 30_000)
+
+
+def test_a_master_playlist_leads_to_its_audio_rendition(media_server, fake, fetcher, hls_60s, master16, tmp_path):
+    """The format's URL is a master playlist: the fetcher follows its audio rendition."""
+    folder = tmp_path / "hls"
+    shutil.copytree(hls_60s[("fmp4", False)].folder, folder)
+    (folder / "master.m3u8").write_text(
+        "#EXTM3U\n#EXT-X-VERSION:7\n"
+        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aac",NAME="main",DEFAULT=YES,URI="audio.m3u8"\n'
+        '#EXT-X-STREAM-INF:BANDWIDTH=900000,CODECS="avc1.4d401e,mp4a.40.2",AUDIO="aac"\nvideo-480.m3u8\n')
+    fake.serve("-hlsmaster1", [hls_audio_format(media_server.add_folder("-hlsmaster1", folder) + "master.m3u8")],
+               duration=60.0)
+    result = fetcher.fetch(FakeYoutubeIE.watch_url("-hlsmaster1"), "-hlsmaster1", 40.0, 50.0, tmp_path / "c.flac")
+    assert result.method == "hls"
+    check_clip(result, 40.0, master16)
+    names = fetched_names(media_server, "-hlsmaster1")
+    assert names[:3] == ["master.m3u8", "audio.m3u8", "init.mp4"] and "video-480.m3u8" not in names

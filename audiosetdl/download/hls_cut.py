@@ -15,6 +15,14 @@ time 0 = the first sample the encoder was given):
   grid: muxers round each frame's PTS to the tick). When segment 0 is not among the covering
   segments, its first 16 TS packets are fetched (one bounded request) for ``pts0``.
 
+Requests: the playlist, the init section and every segment are read through `MediaSource`s of
+the format (its headers, the YoutubeDL's cookies), in bounded ranges only. An ``EXT-X-BYTERANGE``
+names the exact range. A segment without one is a resource of its own whose size nothing states:
+it is asked for as ``bytes=0-(request limit - 1)``, bounded, which a server answers with the
+whole (small) file, and a larger file goes on in bounded requests up to the size its
+``Content-Range`` states. Only segment 0's head, when it is needed for ``pts0``, is a partial read
+(`mpegts.TS_HEAD_BYTES`).
+
 AAC-LC only (HE-AAC's SBR delay has no rule here): anything else raises `HlsUnsupported`, as
 does any playlist `hls` cannot cut, and the fetcher falls back to yt-dlp's downloader.
 """
