@@ -115,7 +115,8 @@ class FetchSettings:
 class ClipResult:
     path: Path
     bytes_fetched: int  # media bytes read from the source (index, fragments; video too with `video`)
-    requests: int  # media HTTP requests made (yt-dlp's own extraction requests not included)
+    requests: int  # media HTTP requests made (yt-dlp's own extraction requests not included; nor, for
+    # method "ytdlp", the requests its downloader's ffmpeg made, which nothing here can count)
     padded_seconds: float  # silence appended because the video ends before `end`
     format_id: str  # the audio format used
     method: str  # "index" | "hls" | "fallback" | "ytdlp"

@@ -139,6 +139,10 @@ def _section_params(ydl: yt_dlp.YoutubeDL, fmt: dict, section: tuple[Fraction, F
         "postprocessors": [],
         "noprogress": True,
         "quiet": True,
+        # Nothing but the one media file: no archive, filters, side files or simulation from the user's params.
+        "simulate": False, "skip_download": False, "download_archive": None, "match_filter": None,
+        "writeinfojson": False, "writethumbnail": False, "writesubtitles": False, "writeautomaticsub": False,
+        "writedescription": False, "getcomments": False,
         # -copyts: the input's timestamps, not shifted by the seek; NUT keeps them in the input's time base.
         "external_downloader_args": {"ffmpeg_i1": ["-copyts"],
                                      "ffmpeg_o1": ["-output_ts_offset", str(OUTPUT_TS_OFFSET_S), "-f", "nut"]},
