@@ -1,6 +1,7 @@
 """A loopback HTTP media server for tests and benchmarks: YouTube's media URLs, minus YouTube.
 
-Owns: serving registered files at ``/media/<ytid>.<ext>`` on 127.0.0.1 with real byte-range
+Owns: serving registered files at ``/media/<ytid>.<ext>`` (or a folder of files, an HLS playlist
+and its segments, at ``/media/<ytid>/<name>``) on 127.0.0.1 with real byte-range
 semantics (206 + Content-Range, 416, HEAD, Accept-Ranges), a per-request log (method, Range
 header as sent, status, body bytes sent) so tests can bound bytes per clip and forbid
 open-ended requests, YouTube-like throttling of open-ended requests, added latency, and
@@ -35,6 +36,8 @@ STATUS_FAULTS = {"404": 404, "410": 410, "403": 403, "429": 429, "500": 500, "50
 CONNECTION_FAULTS = ("reset", "truncate", "slow_start")
 FAULT_MODES = (*STATUS_FAULTS, *CONNECTION_FAULTS)
 
+_FOLDER_CONTENT_TYPES = {"m3u8": "application/vnd.apple.mpegurl", "ts": "video/mp2t", "m4s": "video/iso.segment",
+                         "mp4": "audio/mp4"}
 _RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 _UNSATISFIABLE = "unsatisfiable"
 
@@ -48,7 +51,7 @@ class RequestRecord:
     more than it read: on loopback that can be a whole small file.
     """
 
-    ytid: str | None  # as named in /media/<ytid>[.<ext>], registered or not; None for other paths
+    ytid: str | None  # as named in /media/<ytid>[.<ext>] or /media/<ytid>/<name>, registered or not; None for other paths
     method: str
     path: str
     range_header: str | None  # exactly as sent
@@ -141,6 +144,7 @@ class MediaServer:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._media: dict[str, _Media] = {}
+        self._folders: dict[str, dict[str, _Media]] = {}  # ytid -> file name -> file
         self._faults: dict[str, _Fault] = {}
         self._forbidden_past: dict[str, int] = {}
         self._records: list[_LiveRecord] = []
@@ -216,6 +220,23 @@ class MediaServer:
             self._media[ytid] = _Media(path=path, ext=ext, content_type=content_type,
                                        size=path.stat().st_size)
         return self.url_for(ytid)
+
+    def add_folder(self, ytid: str, folder: Path, content_types: dict[str, str] | None = None) -> str:
+        """Serve every file directly in `folder` at ``/media/<ytid>/<name>`` (an HLS playlist and its
+        segments: one ID, many resources, one log); returns the folder's URL, ending in '/'.
+        `content_types` maps a file extension to its Content-Type (else guessed)."""
+        if not ytid or "/" in ytid or "." in ytid:
+            raise ValueError(f"not a usable ID: {ytid!r}")
+        types = {**_FOLDER_CONTENT_TYPES, **(content_types or {})}
+        files = {}
+        for path in sorted(Path(folder).iterdir()):
+            if path.is_file():
+                ext = path.suffix.lstrip(".")
+                content_type = types.get(ext) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+                files[path.name] = _Media(path=path, ext=ext, content_type=content_type, size=path.stat().st_size)
+        with self._lock:
+            self._folders[ytid] = files
+        return f"{self.base_url}/media/{urllib.parse.quote(ytid)}/"
 
     def url_for(self, ytid: str) -> str:
         with self._lock:
@@ -328,8 +349,10 @@ class MediaServer:
             self._in_flight -= 1
             self._idle.notify_all()
 
-    def _lookup(self, ytid: str) -> _Media | None:
+    def _lookup(self, ytid: str, name: str | None = None) -> _Media | None:
         with self._lock:
+            if name is not None:
+                return self._folders.get(ytid, {}).get(name)
             return self._media.get(ytid)
 
     def _sleep(self, seconds: float) -> bool:
@@ -415,6 +438,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not path.startswith("/media/"):
             return None, None
         name = urllib.parse.unquote(path[len("/media/"):])
+        ytid, slash, file_name = name.partition("/")
+        if slash:
+            return ytid, self.server.owner._lookup(ytid, file_name)
         ytid, dot, ext = name.partition(".")
         media = self.server.owner._lookup(ytid)
         if media is None or (dot and ext != media.ext):

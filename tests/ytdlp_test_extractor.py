@@ -123,6 +123,16 @@ def audio_format(url: str, ext: str, *, filesize: int | None = None, **overrides
     return fmt
 
 
+def hls_audio_format(playlist_url: str, **overrides: Any) -> dict[str, Any]:
+    """An audio-only HLS format as yt-dlp lists YouTube's (itag 234: AAC-LC, ext mp4, protocol
+    m3u8_native, `url` = the media playlist)."""
+    fmt: dict[str, Any] = {"format_id": "234", "url": playlist_url, "manifest_url": playlist_url, "ext": "mp4",
+                           "protocol": "m3u8_native", "vcodec": "none", "acodec": "mp4a.40.2", "abr": 128.0,
+                           "audio_channels": 2}
+    fmt.update(overrides)
+    return fmt
+
+
 @dataclass
 class _Served:
     formats: list[dict[str, Any]]
@@ -190,8 +200,9 @@ class FakeYoutubeIE(InfoExtractor):
 
     def serve_clients(self, ytid: str, by_client: Mapping[str, list[dict[str, Any]] | Refusal | str | Skipped],
                       **info_fields: Any) -> None:
-        """Per player client: formats, a refusal (a Refusal or REFUSALS key), or Skipped("pot"/"sabr").
-        A client not named gets what `serve`/`refuse` scripted for the ID (else "Video unavailable")."""
+        """Per player client asked for (``extractor_args`` ``youtube:player_client``, "default" when
+        none is): formats, a refusal (a Refusal or REFUSALS key), or Skipped("pot"/"sabr"). A client
+        not named gets no formats (yt-dlp then says "No video formats found!")."""
         table: dict[str, Refusal | _Served | Skipped] = {}
         for client, entry in by_client.items():
             if isinstance(entry, str):
@@ -210,7 +221,9 @@ class FakeYoutubeIE(InfoExtractor):
         with self._lock:
             self.extractions.append(ytid)
             self.clients_asked.append((ytid, client))
-            entry = self._by_client.get(ytid, {}).get(client) or self._script.get(ytid, REFUSALS["unavailable"])
+            by_client = self._by_client.get(ytid)
+            entry = (by_client.get(client, _Served(formats=[])) if by_client is not None
+                     else self._script.get(ytid, REFUSALS["unavailable"]))
         if isinstance(entry, Skipped):
             entry.report(self, ytid, client)
             entry = _Served(formats=[])

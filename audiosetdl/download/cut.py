@@ -50,22 +50,26 @@ class AudioTiming:
     @classmethod
     def of(cls, index: FragmentIndex) -> AudioTiming:
         """Raises IndexNotFound for tracks without an exact rule here (they take the fallback)."""
-        track = index.track
+        return cls.for_track(index.track, index.container)
+
+    @classmethod
+    def for_track(cls, track: TrackInfo, container: Container) -> AudioTiming:
+        """As `of`, from the track's facts and its container alone (an HLS init segment has no index)."""
         if track.kind != "audio":
             raise IndexNotFound("not an audio track")
-        if index.container is Container.MP4 and track.codec == "aac":
+        if container is Container.MP4 and track.codec == "aac":
             if track.aac_object_type != 2 or not track.sample_rate:
                 raise IndexNotFound(f"AAC object type {track.aac_object_type}: exact timing known for AAC-LC only")
             if track.edit_media_time is not None:
                 offset = Fraction(track.edit_media_time, track.timescale)
             else:
                 offset = Fraction(AAC_FRAME_SAMPLES, track.sample_rate)
-            return cls(track, index.container, track.sample_rate, offset, AAC_FRAME_SAMPLES / track.sample_rate)
-        if index.container is Container.WEBM and track.codec == "opus" and track.opus_pre_skip is not None:
+            return cls(track, container, track.sample_rate, offset, AAC_FRAME_SAMPLES / track.sample_rate)
+        if container is Container.WEBM and track.codec == "opus" and track.opus_pre_skip is not None:
             # Matroska block times are source time + CodecDelay (= the pre-skip).
-            return cls(track, index.container, OPUS_RATE, Fraction(track.opus_pre_skip, OPUS_RATE),
+            return cls(track, container, OPUS_RATE, Fraction(track.opus_pre_skip, OPUS_RATE),
                        track.seek_preroll_s or OPUS_DEFAULT_PREROLL_S)
-        raise IndexNotFound(f"{track.codec} in {index.container.value}: no exact timing rule")
+        raise IndexNotFound(f"{track.codec} in {container.value}: no exact timing rule")
 
     def decoded_start(self, first_fragment: bytes, fallback_ticks: Fraction) -> Fraction:
         """Source time of the first sample ffmpeg decodes from a cut that starts with `first_fragment`."""

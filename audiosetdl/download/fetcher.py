@@ -5,8 +5,9 @@ Owns: `ClipFetcher` (a worker process holds one, and with it one `yt_dlp.Youtube
 whole life), `FetchSettings` and `ClipResult`; trying the player clients in turn; choosing the
 method for the format yt-dlp hands back; writing outputs atomically and checking the clip. The
 pieces live beside it: `resolve` (yt-dlp, clients, format choice), `http` (bounded ranges),
-`index`/`mp4`/`webm` (container indexes), `cut` (the timeline and the ffmpeg decode) and
-`fallback` (the range-chunking proxy).
+`index`/`mp4`/`webm` (container indexes), `cut` (the timeline and the ffmpeg decode),
+`fallback` (the range-chunking proxy), `hls`/`hls_cut`/`mpegts` (HLS) and `ytdlp_range`
+(yt-dlp's own downloader).
 
 How a clip is made (method "index"):
 
@@ -24,11 +25,21 @@ How a clip is made (method "index"):
 
 Method "fallback" (no readable index): ffmpeg reads the media through the range-chunking proxy.
 
+Method "hls" (an m3u8 format, e.g. web_safari's, which need no PO token): the media playlist, and
+only the segments covering the same stretch, each in bounded requests, placed in source time by
+the fMP4 ``tfdt`` or the MPEG-TS PTS (`hls_cut`), decoded by the same `cut` machinery.
+
+Method "ytdlp" (`ytdlp_range`): yt-dlp's own downloader for the section (``download_ranges``),
+trimmed sample-exact here, for protocols without a path of ours (DASH manifests, ...), for HLS
+that "hls" cannot place exactly, and as the last resort below.
+
 Client fallback: a failure another player client might not meet (`ClipError.client_fixable`: a
 403/416 on a media range, formats skipped for a missing PO token or SABR-only, no usable audio
 format) makes the fetcher resolve the video again with the next client of
-`FetchSettings.player_clients` before the attempt counts as failed; a video is given up only once
-every client has failed. Other sites than YouTube (e.g. yt-dlp's generic extractor) get one try.
+`FetchSettings.player_clients` before the attempt counts as failed. Once every client has failed
+so, one last attempt hands the first client's formats (no second resolve) to yt-dlp's downloader;
+a video is given up only after that. Other sites than YouTube (e.g. yt-dlp's generic extractor)
+get one try.
 
 Failures raise `ClipError` carrying the media bytes and requests spent and where they were met
 (client, format, method). Nothing is retried here beyond the clients: the caller owns retries
@@ -63,22 +74,29 @@ from audiosetdl.download.cut import (
 )
 from audiosetdl.download.errors import ClipError, Reason
 from audiosetdl.download.fallback import RangeChunkingProxy, decode_through_proxy
+from audiosetdl.download.hls import HlsUnsupported
+from audiosetdl.download.hls_cut import decode_hls
 from audiosetdl.download.http import FetchCounter, MediaSource, clip_error, with_counts
 from audiosetdl.download.index import MAX_REQUEST_BYTES, Container, FragmentIndex, IndexNotFound, byte_ranges, read_index
 from audiosetdl.download.mp4 import relocate_mp4_fragments
 from audiosetdl.config import DEFAULT_PLAYER_CLIENTS
 from audiosetdl.download.resolve import (
     Resolved,
+    audio_candidates,
     audio_format,
     install_logger,
+    is_downloadable,
     is_hls,
+    is_http,
     resolve,
     video_format,
 )
+from audiosetdl.download.ytdlp_range import decode_with_ytdlp, ytdlp_format
 from audiosetdl.rundir import TEMP_MARK, atomic_path
 
 log = logging.getLogger(__name__)
 
+YTDLP_METHOD = "ytdlp"
 FRAGMENT_HEAD_BYTES = 64 * 1024  # holds a moof's tfdt, or a cluster's timecode and first block
 
 
@@ -98,10 +116,11 @@ class FetchSettings:
 class ClipResult:
     path: Path
     bytes_fetched: int  # media bytes read from the source (index, fragments; video too with `video`)
-    requests: int  # media HTTP requests made (yt-dlp's own extraction requests not included)
+    requests: int  # media HTTP requests made (yt-dlp's own extraction requests not included; nor, for
+    # method "ytdlp", the requests its downloader's ffmpeg made, which nothing here can count)
     padded_seconds: float  # silence appended because the video ends before `end`
     format_id: str  # the audio format used
-    method: str  # "index" | "fallback"
+    method: str  # "index" | "hls" | "fallback" | "ytdlp"
     client: str = ""  # the player client whose formats made the clip ("" for other sites)
     notes: tuple[str, ...] = ()  # yt-dlp's words on the formats it skipped, every client tried
     message: str = ""  # what the clients tried before this one met
@@ -161,35 +180,55 @@ class ClipFetcher:
             raise ValueError(f"not a segment: [{start}, {end}]")
         counter = FetchCounter()
         failures: list[ClipError] = []
+        resolved: list[Resolved] = []  # each client's formats, in the order asked
+        segment = (Fraction(repr(float(start))), Fraction(repr(float(end))))
         for client in self.settings.player_clients or DEFAULT_PLAYER_CLIENTS:
             if failures and self.settings.charge is not None:
                 self.settings.charge()  # another request to YouTube for this video: the budget counts it
             try:
-                clip = self._fetch_with(client, url, ytid, Fraction(repr(float(start))), Fraction(repr(float(end))),
-                                        Path(dest), counter)
+                clip = self._fetch_with(client, url, ytid, *segment, Path(dest), counter, resolved)
             except ClipError as exc:
                 failures.append(with_counts(exc, counter))
                 if not exc.client_fixable or not exc.client:  # no client: not YouTube, clients don't apply
                     break
                 log.info("%s: %s with client %s; trying the next client", ytid, exc, client)
             else:
-                notes = tuple(dict.fromkeys(n for e in failures for n in e.notes)) + clip.notes
-                return replace(clip, bytes_fetched=counter.bytes, requests=counter.requests, notes=notes,
-                               message=_failures_text(failures))
+                return _after(clip, failures, counter)
+        else:
+            # Every client failed in a way another might not have: yt-dlp's own downloader, once,
+            # with the first client's formats that had an audio format at all.
+            last_resort = next((r for r in resolved if audio_candidates(r.info, is_downloadable)), None)
+            if last_resort is not None:
+                log.info("%s: every player client failed; trying yt-dlp's downloader", ytid)
+                try:
+                    clip = self._fetch_with(last_resort.client, url, ytid, *segment, Path(dest), counter,
+                                            [last_resort], method=YTDLP_METHOD)
+                except ClipError as exc:
+                    failures.append(with_counts(exc, counter))
+                else:
+                    return _after(clip, failures, counter)
         raise _all_clients_failed(failures)
 
     def _fetch_with(self, client: str, url: str, ytid: str, start: Fraction, end: Fraction, dest: Path,
-                    counter: FetchCounter) -> ClipResult:
-        resolved = resolve(self._ydl, self._logger, url, ytid, client)
+                    counter: FetchCounter, resolved_by: list[Resolved], method: str = "") -> ClipResult:
+        """One attempt with one client's formats (`resolved_by` collects them; given one, it is
+        reused rather than resolved again). `method` "ytdlp" skips our own paths."""
+        if resolved_by and resolved_by[-1].client == client:
+            resolved = resolved_by[-1]
+        else:
+            resolved = resolve(self._ydl, self._logger, url, ytid, client)
+            resolved_by.append(resolved)
         fmt: dict = {}
-        method = ""
         try:
-            fmt = audio_format(resolved)
+            if method == YTDLP_METHOD:
+                fmt = ytdlp_format(audio_candidates(resolved.info, is_downloadable))
+            else:
+                fmt = audio_format(resolved)
             source = MediaSource(self._ydl, fmt, ytid, counter, timeout=self.settings.timeout,
                                  max_request_bytes=self.settings.max_request_bytes)
             # Absolute: a relative name starting with '-' (as YouTube IDs may) would read as an option.
             with self._outputs(dest.absolute(), fmt) as outputs:
-                padded, method = self._make_clip(source, resolved, fmt, start, end, outputs)
+                padded, method = self._make_clip(source, resolved, fmt, start, end, outputs, method)
                 if outputs.video is not None:
                     self._make_video(resolved.info, ytid, float(start), float(end), outputs, counter)
         except ClipError as exc:
@@ -213,13 +252,14 @@ class ClipFetcher:
             yield outputs
 
     def _make_clip(self, source: MediaSource, resolved: Resolved, fmt: dict, start: Fraction, end: Fraction,
-                   outputs: _Outputs) -> tuple[float, str]:
-        """Write the clip by the method the format allows; returns (padded seconds, method)."""
+                   outputs: _Outputs, method: str = "") -> tuple[float, str]:
+        """Write the clip by the method the format allows (or `method` "ytdlp"); returns (padded
+        seconds, method)."""
         out_rate = self.settings.sample_rate
         clip_samples = round((end - start) * out_rate)
-        if is_hls(fmt):
-            raise ClipError.of(Reason.FORMAT_UNAVAILABLE, "HLS formats are not fetched yet",
-                               client_fixable=True).noting(method="hls")
+        if method == YTDLP_METHOD or not is_http(fmt):  # HLS, and protocols without a path of ours
+            samples, method = self._decode_streamed(source, resolved, fmt, start, end, clip_samples, outputs, method)
+            return write_clip(samples, clip_samples, out_rate, outputs.clip), method
         method = "index"
         try:
             source.probe(resolved.info.get("duration"))
@@ -238,6 +278,30 @@ class ClipFetcher:
             return write_clip(samples, clip_samples, out_rate, outputs.clip), method
         except ClipError as exc:
             raise exc.noting(method=method)
+
+    def _decode_streamed(self, source: MediaSource, resolved: Resolved, fmt: dict, start: Fraction, end: Fraction,
+                         clip_samples: int, outputs: _Outputs, method: str) -> tuple[np.ndarray, str]:
+        """Method "hls": the playlist and its covering segments (siblings of `source`); method
+        "ytdlp": yt-dlp's own downloader for the section, for what "hls" cannot cut, other
+        protocols, and the last resort."""
+        out_rate = self.settings.sample_rate
+
+        def scratch(suffix: str) -> Path:
+            return self._scratch(outputs.clip, suffix)
+
+        if is_hls(fmt) and method != YTDLP_METHOD:
+            try:
+                return decode_hls(source, str(fmt.get("acodec") or ""), start, end, clip_samples, out_rate, scratch,
+                                  outputs.original), "hls"
+            except HlsUnsupported as why:
+                log.debug("%s: %s; using yt-dlp's downloader", source.ytid, why)
+            except ClipError as exc:
+                raise exc.noting(method="hls")
+        try:
+            return decode_with_ytdlp(self._ydl, resolved.info, fmt, source.ytid, start, end, clip_samples, out_rate,
+                                     scratch, outputs.original), YTDLP_METHOD
+        except ClipError as exc:
+            raise exc.noting(method=YTDLP_METHOD)
 
     def _decode_indexed(self, source: MediaSource, index: FragmentIndex, timing: AudioTiming,
                         start: Fraction, end: Fraction, clip_samples: int, outputs: _Outputs) -> np.ndarray:
@@ -309,6 +373,13 @@ class ClipFetcher:
                                     suffix=f".{suffix}", dir=beside.parent)
         os.close(fd)
         return Path(name)
+
+
+def _after(clip: ClipResult, failures: list[ClipError], counter: FetchCounter) -> ClipResult:
+    """A clip made after `failures`: charged with the whole fetch, and saying what came first."""
+    notes = tuple(dict.fromkeys(n for e in failures for n in e.notes)) + clip.notes
+    return replace(clip, bytes_fetched=counter.bytes, requests=counter.requests, notes=notes,
+                   message=_failures_text(failures))
 
 
 def _all_clients_failed(failures: list[ClipError]) -> ClipError:

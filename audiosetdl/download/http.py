@@ -13,6 +13,7 @@ player client's URL may serve it).
 
 from __future__ import annotations
 
+import copy
 import re
 import threading
 from typing import Any
@@ -74,12 +75,31 @@ class MediaSource:
         self._cache: dict[int, bytes] = {}  # start offset -> bytes fetched from there
         self._cached_bytes = 0
 
+    def sibling(self, url: str) -> MediaSource:
+        """Another resource of the same format (an HLS playlist's segments): its headers, limits
+        and counter, its own bytes."""
+        other = copy.copy(self)
+        other.url, other.size = url, None
+        other._read_lock, other._lock = threading.RLock(), threading.Lock()
+        other._cache, other._cached_bytes = {}, 0
+        return other
+
     def probe(self, duration_s: float | None) -> bytes:
         """The file's head, sized for the header and index of a video this long (`index_probe_bytes`)."""
         stop = min(index_probe_bytes(duration_s), self._max_request, self.size or INDEX_PROBE_BYTES)
         head = self._get(ByteSpan(0, stop), allow_short=True)
         self._keep(0, head)
         return head
+
+    def read_all(self) -> bytes:
+        """The whole resource (a playlist, an HLS segment) in bounded requests: the first asks for
+        up to the request limit, and the size its answer states bounds the rest."""
+        with self._read_lock:
+            head = self._get(ByteSpan(0, self._max_request), allow_short=True)
+            self._keep(0, head)
+            if self.size is None or self.size <= len(head):
+                return head
+            return head + self._read(len(head), self.size)
 
     def read(self, start: int, stop: int) -> bytes:
         """Bytes [start, stop) (clamped to the file's end): kept ones, the rest in bounded requests."""

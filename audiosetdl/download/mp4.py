@@ -154,6 +154,14 @@ def _parse_sidx(body: bytes, anchor: int) -> tuple[tuple[IndexPoint, ...], int, 
     return tuple(points), offset, ticks / timescale
 
 
+def init_segment_track(init: bytes) -> TrackInfo:
+    """The track facts of a standalone init segment (ftyp + moov, e.g. an HLS EXT-X-MAP)."""
+    moov = next((b for b in _children(init, 0, len(init)) if b.kind == b"moov"), None)
+    if moov is None or moov.offset + moov.size > len(init):
+        raise IndexNotFound("the init segment holds no whole moov box")
+    return _mp4_track(init, moov)
+
+
 def _full_box_version(data: bytes, box: _Box) -> int:
     return data[box.body.start]
 

@@ -136,6 +136,11 @@ def is_hls(fmt: dict) -> bool:
     return bool(fmt.get("url")) and fmt.get("protocol") in HLS_PROTOCOLS and not fmt.get("has_drm")
 
 
+def is_downloadable(fmt: dict) -> bool:
+    """A format yt-dlp's own downloader may fetch (any protocol with a URL)."""
+    return bool(fmt.get("url")) and not fmt.get("has_drm")
+
+
 def audio_candidates(info: dict, protocols=is_http) -> list[dict]:
     """Audio-only formats that `protocols` accepts, those whose index we can read first, else
     yt-dlp's order (best last in its list, so best first here)."""
@@ -152,11 +157,13 @@ def _looks_indexed(fmt: dict) -> bool:
 
 
 def audio_format(resolved: Resolved) -> dict:
-    """The format to cut the clip from: an http(s) DASH format when there is one, else HLS.
-    Waits for a format's `available_at` (early requests 403) when that is soon."""
-    candidates = audio_candidates(resolved.info) or audio_candidates(resolved.info, is_hls)
+    """The format to cut the clip from: an http(s) DASH format when there is one, else HLS, else
+    any other format with a URL (for yt-dlp's own downloader). Waits for a format's
+    `available_at` (early requests 403) when that is soon."""
+    candidates = (audio_candidates(resolved.info) or audio_candidates(resolved.info, is_hls)
+                  or audio_candidates(resolved.info, is_downloadable))
     if not candidates:
-        message = "no audio format reachable over http(s) or HLS"
+        message = "no audio format with a URL"
         if resolved.notes:
             message += f" [{'; '.join(resolved.notes)}]"
         raise ClipError.of(Reason.FORMAT_UNAVAILABLE, message, client_fixable=True)
