@@ -61,7 +61,7 @@ def test_a_403_past_the_first_mib_falls_back_to_the_next_client(media_server, fa
     assert [c for _, c in fake.clients_asked] == ["default", "web_safari", "tv"]
     refused = media_server.requests(f"{ytid}~default")
     assert refused[0].status == 206 and refused[-1].status == 403  # the index read fine; the fragment did not
-    assert "default: http_error" in result.message and "web_safari: format_unavailable" in result.message
+    assert "default/index: http_error" in result.message and "web_safari: format_unavailable" in result.message
     assert result.notes == ("web_safari https formats skipped: they need a GVS PO Token",)
     assert result.requests == len(media_server.requests())  # every client's media requests are charged
 
@@ -78,8 +78,9 @@ def test_a_video_that_fails_on_every_client_keeps_the_first_clients_reason(media
     error = caught.value
     assert error.failure.reason is Reason.HTTP_ERROR and not error.failure.permanent
     assert error.client == ",".join(DEFAULT_PLAYER_CLIENTS)
-    assert error.failure.message.startswith("every player client failed: default: http_error (HTTP")
+    assert error.failure.message.startswith("every player client failed: default/index: http_error (HTTP")
     assert "web_safari: format_unavailable" in error.failure.message
+    assert "default/ytdlp: " in error.failure.message  # yt-dlp's own downloader was the last resort
     assert set(error.notes) == {"web_safari https formats skipped: SABR only (no URL)",
                                 "web_embedded https formats skipped: they need a GVS PO Token"}
     assert list(tmp_path.iterdir()) == []
@@ -128,7 +129,7 @@ def test_the_ledger_and_status_name_client_method_and_skipped_formats(media_serv
     records = {r.ytid: r for r in read_ledger(run.ledger_path(0))}
     ok, failed = records[ids[0]], records[ids[1]]
     assert (ok.outcome, ok.client, ok.method, ok.format_id) == ("ok", "web_safari", "index", "140")
-    assert ok.message.startswith("default: http_error")
+    assert ok.message.startswith("default/index: http_error")
     assert (failed.reason, failed.client, failed.final) == ("format_unavailable", ",".join(DEFAULT_PLAYER_CLIENTS), True)
     assert "need a GVS PO Token" in failed.notes and "GVS PO Token" in failed.message
 

@@ -388,10 +388,11 @@ def _all_clients_failed(failures: list[ClipError]) -> ClipError:
     first = failures[0]
     if len(failures) > 1:
         first.failure = replace(first.failure, message=f"every player client failed: {_failures_text(failures)}")
-        first.client = ",".join(e.client for e in failures)
+        first.client = ",".join(dict.fromkeys(e.client for e in failures))
         first.notes = tuple(dict.fromkeys(n for e in failures for n in e.notes))
     return first
 
 
 def _failures_text(failures: list[ClipError]) -> str:
-    return "; ".join(f"{e.client or '?'}: {e.failure.reason.value} ({e.failure.message})" for e in failures)
+    return "; ".join(f"{e.client or '?'}{'/' + e.method if e.method else ''}: {e.failure.reason.value} "
+                     f"({e.failure.message})" for e in failures)

@@ -49,7 +49,8 @@ import yt_dlp
 from yt_dlp.utils import download_range_func
 
 from audiosetdl.download.cut import AAC_FRAME_SAMPLES, DECODE_TIMEOUT_S, OPUS_RATE, decode_cut, run_ffmpeg, trim_plan
-from audiosetdl.download.errors import ClipError, Reason, classify
+from audiosetdl.download.classify import classify
+from audiosetdl.download.errors import ClipError, Reason
 from audiosetdl.download.resolve import HLS_PROTOCOLS
 from audiosetdl.download.webm import opus_packet_samples
 
