@@ -7,10 +7,11 @@ reads), `whole_fragments` (the header and every covering fragment whole: video, 
 what the decode needs:
 
 - fMP4: the first covering fragment's ``moof`` (one bounded head, sized for its samples), then
-  one read from the first sample needed through the last covering fragment's ``moof``, then the
-  rest of the samples needed; each fragment rebuilt around its run of samples
-  (`mp4_fragments.FragmentSamples.rebuild`). Three reads after the index (two when one fragment
-  covers the stretch), about the stretch's own bytes plus the moofs at any fragment length.
+  one read from the first sample needed through the last covering fragment's ``moof`` and on into
+  its samples as far as its average bitrate says the stretch goes, then (when that fell short)
+  the rest of the samples needed; each fragment rebuilt around its run of samples
+  (`mp4_fragments.FragmentSamples.rebuild`). Two reads after the index, three at most, about
+  the stretch's own bytes plus the moofs at any fragment length.
 - WebM: from the first covering Cluster's start to the first block at or after the stretch's
   end, the last Cluster ended there (`webm_clusters`). One read sized from that cluster's
   average bitrate, a larger one if that fell short, and the cluster's end last: one to three
@@ -45,9 +46,11 @@ from audiosetdl.download.webm_clusters import NEED_MORE, cluster_cut, truncated_
 
 log = logging.getLogger(__name__)
 
-# WebM: how far into the last cluster the reads go, from its average bitrate (x factor + margin); the
-# cluster's end after these. VBR Opus runs a few percent either side of the average over seconds.
-WEBM_READ_STEPS = ((1.05, 4096), (1.3, 32 * 1024))
+# How far into the last covering fragment a read goes, from that fragment's average bitrate (x factor
+# + margin; VBR runs a few percent either side of the average over seconds). fMP4 takes the first
+# step and then reads exactly what its moof says is missing; WebM takes the steps in turn, then the
+# cluster's end, until the read holds the first block past the stretch.
+READ_AHEAD_STEPS = ((1.05, 4096), (1.3, 32 * 1024))
 UNKNOWN_FRAGMENT_S = 20.0  # a fragment's duration when the index does not say (the last one, no total)
 
 
@@ -100,6 +103,14 @@ def _fragment_s(index: FragmentIndex, i: int) -> float:
     return UNKNOWN_FRAGMENT_S
 
 
+def _read_ahead(index: FragmentIndex, i: int, to_s: float, factor: float, margin: int) -> int:
+    """Where a read that holds fragment `i`'s bytes up to container time `to_s` should stop,
+    judged from the fragment's average bitrate (never past the fragment's end)."""
+    span = index.fragment_span(i)
+    share = min(max((to_s - index.points[i].time_s) / _fragment_s(index, i), 0.0), 1.0)
+    return min(span.stop, span.start + int(share * factor * len(span)) + margin)
+
+
 # ---------------------------------------------------------------------------------- fMP4
 
 
@@ -114,10 +125,11 @@ def _mp4_cut(read: ReadBytes, index: FragmentIndex, from_s: float, to_s: float) 
     first, last = fragments[0], fragments[-1]
     parsed = [_moof(read, index, first, frames_per_s, defaults)]
     if last != first:
-        # The first fragment's samples from the first one needed, every fragment between, and the
-        # last one's moof: one read.
+        # The first fragment's samples from the first one needed, every fragment between, the last
+        # one's moof and (by its bitrate) the samples needed after it: one read.
         lead_in = parsed[0].offset(parsed[0].run(lo, hi).start)
-        read(lead_in, index.points[last].offset + _moof_head(index, last, frames_per_s))
+        read(lead_in, max(index.points[last].offset + _moof_head(index, last, frames_per_s),
+                          _read_ahead(index, last, to_s, *READ_AHEAD_STEPS[0])))
         parsed += [_moof(read, index, i, frames_per_s, defaults) for i in fragments[1:]]
     pieces = [header]
     for fragment in parsed:
@@ -151,11 +163,10 @@ def _webm_cut(read: ReadBytes, index: FragmentIndex, from_s: float, to_s: float)
     header = _header(read, index)
     fragments = index.covering(from_s, to_s)
     first, last = index.fragment_span(fragments[0]), index.fragment_span(fragments[-1])
-    share = min(max((to_s - index.points[fragments[-1]].time_s) / _fragment_s(index, fragments[-1]), 0.0), 1.0)
     end_ticks = to_s * index.track.timescale
     at, data = NEED_MORE, b""
-    for factor, margin in (*WEBM_READ_STEPS, (None, None)):
-        stop = last.stop if factor is None else min(last.stop, last.start + int(share * factor * len(last)) + margin)
+    for step in (*READ_AHEAD_STEPS, None):
+        stop = last.stop if step is None else _read_ahead(index, fragments[-1], to_s, *step)
         if stop <= first.start + len(data):
             continue
         data = read(first.start, stop)
