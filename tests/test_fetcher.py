@@ -18,6 +18,7 @@ from audiosetdl.download.index import INDEX_PROBE_BYTES, index_probe_bytes
 from tests.media import (
     MediaFile,
     MediaLibrary,
+    MediaSpec,
     Shape,
     clip_byte_budget,
     head_before_media,
@@ -128,6 +129,23 @@ def test_index_clips_are_sample_exact_and_cheap(media_server, fake, fetcher, med
     assert media_bytes(media_server, ytid, media) <= MEDIA_BYTES_LIMIT[shape] * clip_byte_budget(media)
     assert result.bytes_fetched <= BYTES_PER_CLIP_LIMIT * clip_byte_budget(media) + INDEX_PROBE_BYTES
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{ytid}.flac"]
+
+
+def test_an_index_larger_than_the_probe_takes_one_more_request(media_server, fake, fetcher, media_library, master16,
+                                                               tmp_path):
+    """0.1-s fragments: 600 sidx entries (7 KiB) behind the moov, more than the 4 KiB probe a 60-s
+    video gets; the rest of the index comes in one more request, and the clip is still exact."""
+    media = media_library.get(MediaSpec(signal=SIGNAL_60S, shape=Shape.DASH_M4A, fragment_s=0.1))
+    head = head_before_media(media.path)
+    assert head > index_probe_bytes(60.0)  # the case under test
+    url = serve(media_server, fake, "-bigindex01", media)
+    result = fetcher.fetch(url, "-bigindex01", 20.5, 30.5, tmp_path / "c.flac")
+    assert result.method == "index"
+    check_clip(result, 20.5, master16)
+    ranges = [parse_range(r.range_header, media.size_bytes) for r in media_server.requests("-bigindex01")]
+    assert ranges[0] == (0, index_probe_bytes(60.0) - 1)
+    assert ranges[1][0] == index_probe_bytes(60.0) and ranges[1][1] >= head - 1  # the rest of the index at once
+    assert media_bytes(media_server, "-bigindex01", media) <= MEDIA_BYTES_LIMIT[Shape.DASH_M4A] * clip_byte_budget(media)
 
 
 @pytest.mark.parametrize("limit", [

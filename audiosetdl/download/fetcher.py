@@ -12,7 +12,7 @@ How a clip is made (method "index"):
 
 1. `resolve.resolve` with the first player client; the best audio-only http(s) format, DASH
    m4a/webm first.
-2. One bounded request for the file's head (16-64 KiB, sized from the duration): the init
+2. One bounded request for the file's head (4-64 KiB, sized from the duration): the init
    segment and the ``sidx`` / ``Cues``.
 3. Of the fragments covering [start - decoder preroll - resampler margin, end + margin], only
    what that stretch needs (`partial`: the fMP4 samples, each fragment rebuilt around them; the

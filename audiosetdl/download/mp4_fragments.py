@@ -8,7 +8,7 @@ samples that overlaps a stretch of decode time, how many bytes a moof's head may
 (`moof_head_bytes`), and `FragmentSamples.rebuild`: a ``moof`` whose ``trun`` lists only the run,
 whose ``tfdt`` is advanced to the run's first sample, whose data is addressed from the ``moof``
 itself (default-base-is-moof), followed by an ``mdat`` with only the run's bytes: ffmpeg decodes
-it like those samples of the original. Pure functions over bytes.
+it like those samples of the original. Pure functions over bytes, on `mp4`'s box reader.
 
 Layouts outside that (several tracks or runs in one fragment, no ``tfdt``, encryption boxes, a
 ``trun`` without a data offset) raise `FragmentUnsupported`; the caller then takes whole fragments.

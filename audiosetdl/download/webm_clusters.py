@@ -3,8 +3,8 @@
 Owns: walking a Cluster's elements from its head (Timecode, SimpleBlocks, BlockGroups, in time
 order) to find the first block of the track at or after a time (`cluster_cut`), and the cluster
 ended there (`truncated_cluster`: its size field rewritten in place, same length), which ffmpeg
-decodes like the blocks before that point. Pure functions over bytes, which may end anywhere:
-a walk that runs out of bytes says so (`NEED_MORE`) rather than guess.
+decodes like the blocks before that point. Pure functions over bytes (on `webm`'s EBML reader),
+which may end anywhere: a walk that runs out of bytes says so (`NEED_MORE`) rather than guess.
 """
 
 from __future__ import annotations
