@@ -109,6 +109,36 @@ def test_fragments_with_absolute_base_offsets_are_rebuilt_from_the_moof(media_li
     assert [p[2] for p in packets(cut)] == list(fragment.sizes[3:10])
 
 
+def with_traf_box(moof: bytes, kind: bytes, body: bytes) -> bytes:
+    """`moof` (ffmpeg's layout: one traf, last) with a box appended to its traf; the sizes and the
+    trun's data offset moved to match (the fragment's data now starts that much later)."""
+    box = (8 + len(body)).to_bytes(4, "big") + kind + body
+    out = bytearray(moof + box)
+    for at in (0, moof.index(b"traf") - 4):
+        out[at:at + 4] = (int.from_bytes(out[at:at + 4], "big") + len(box)).to_bytes(4, "big")
+    offset_at = moof.index(b"trun") - 4 + 16  # size, type, version/flags, sample count, then the data offset
+    out[offset_at:offset_at + 4] = (int.from_bytes(out[offset_at:offset_at + 4], "big") + len(box)).to_bytes(4, "big")
+    return bytes(out)
+
+
+def test_other_traf_boxes_are_left_out_and_encrypted_samples_refused(media_60s):
+    data = media_60s[Shape.DASH_M4A].path.read_bytes()
+    index = index_of(data)
+    defaults = SampleDefaults.of_init(b"".join(data[s.start:s.stop] for s in index.header))
+    point = index.points[3]
+    moof = data[point.offset:point.offset + moof_size(data[point.offset:point.offset + 16])]
+    original = FragmentSamples.parse(moof, point.offset, defaults)
+    noted = with_traf_box(moof, b"sdtp", bytes(4 + len(original)))
+    parsed = FragmentSamples.parse(noted, point.offset, defaults)
+    assert parsed.sizes == original.sizes and parsed.data_start == original.data_start + len(noted) - len(moof)
+    run = range(5, 9)
+    rebuilt = parsed.rebuild(run, data[original.offset(5):original.offset(9)])
+    assert b"sdtp" not in rebuilt
+    assert rebuilt == original.rebuild(run, data[original.offset(5):original.offset(9)])
+    with pytest.raises(FragmentUnsupported):
+        FragmentSamples.parse(with_traf_box(moof, b"senc", bytes(8)), point.offset, defaults)
+
+
 # --------------------------------------------------------------------------------------------
 # WebM
 

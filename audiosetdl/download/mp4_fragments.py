@@ -10,8 +10,10 @@ whose ``tfdt`` is advanced to the run's first sample, whose data is addressed fr
 itself (default-base-is-moof), followed by an ``mdat`` with only the run's bytes: ffmpeg decodes
 it like those samples of the original. Pure functions over bytes, on `mp4`'s box reader.
 
-Layouts outside that (several tracks or runs in one fragment, no ``tfdt``, encryption boxes, a
-``trun`` without a data offset) raise `FragmentUnsupported`; the caller then takes whole fragments.
+The rebuilt ``traf`` holds only ``tfhd``, ``tfdt`` and ``trun`` (sample dependency and grouping
+notes are left out). Layouts outside that (several tracks or runs in one fragment, no ``tfdt``,
+encryption boxes, a ``trun`` without a data offset) raise `FragmentUnsupported`; the caller then
+takes whole fragments.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ _TRUN_SIZE = 0x000200
 _TRUN_FLAGS = 0x000400
 _TRUN_CTO = 0x000800
 _TRUN_FIELDS = (_TRUN_DURATION, _TRUN_SIZE, _TRUN_FLAGS, _TRUN_CTO)  # per-sample fields, in this order
-_UNSUPPORTED_TRAF_BOXES = {b"senc", b"saiz", b"saio", b"sbgp", b"sgpd"}  # per-sample data we would have to cut too
+# A rebuilt traf keeps tfhd, tfdt and trun; other boxes (sdtp, sbgp, sgpd, ...: sample dependency and
+# grouping notes an audio decode does not use) are left out, but encrypted samples cannot go without theirs.
+_UNSUPPORTED_TRAF_BOXES = {b"senc", b"saiz", b"saio"}
 
 MOOF_FIXED_BYTES = 512  # mfhd, traf, tfhd, tfdt, trun headers: ~100 bytes in practice
 TRUN_ENTRY_MAX_BYTES = 16  # duration, size, flags, composition offset

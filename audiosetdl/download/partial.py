@@ -10,8 +10,9 @@ what the decode needs:
   one read from the first sample needed through the last covering fragment's ``moof`` and on into
   its samples as far as its average bitrate says the stretch goes, then (when that fell short)
   the rest of the samples needed; each fragment rebuilt around its run of samples
-  (`mp4_fragments.FragmentSamples.rebuild`). Two reads after the index, three at most, about
-  the stretch's own bytes plus the moofs at any fragment length.
+  (`mp4_fragments.FragmentSamples.rebuild`). Two reads after the index (a third when the
+  estimate fell short, or a moof outgrew its head), about the stretch's own bytes plus the moofs
+  at any fragment length.
 - WebM: from the first covering Cluster's start to the first block at or after the stretch's
   end, the last Cluster ended there (`webm_clusters`). One read sized from that cluster's
   average bitrate, a larger one if that fell short, and the cluster's end last: one to three
