@@ -230,7 +230,8 @@ class ShapeResult:
                  media_x <= TARGET_MEDIA_BYTES[container]),
                 (f"requests max {self.ours.max_requests} per clip (<= {TARGET_REQUESTS})",
                  self.ours.max_requests <= TARGET_REQUESTS),
-                (f"ok {self.ours.ok}/{self.ours.clips}, exact {self.ours.exact}", self.ours.exact == self.ours.clips)]
+                (f"ok {self.ours.ok}/{self.ours.clips}, exact length {self.ours.exact} (baseline: "
+                 f"{self.baseline.ok}, {self.baseline.exact})", self.ours.exact == self.ours.clips)]
 
 
 def bench_shape(label: str, library: MediaLibrary, args: argparse.Namespace, tmp: Path) -> ShapeResult:
@@ -253,25 +254,20 @@ def bench_shape(label: str, library: MediaLibrary, args: argparse.Namespace, tmp
 
 def report(result: ShapeResult) -> None:
     ours, base = result.ours, result.baseline
-
-    def row(label: str, a: float, b: float, fmt: str, ratio: float | None) -> str:
-        r = f"{ratio:10.1f}x" if ratio is not None else ""
-        return f"{label:<26}{format(a, fmt):>16}{format(b, fmt):>16}{r:>12}"
-
-    print(f"\n{result.shape}: ideal {result.ideal_bytes:,} bytes per clip, header + index {result.head_bytes:,}")
+    print(f"\n{result.shape}: {ours.clips} / {base.clips} clips, ideal {result.ideal_bytes:,} bytes per clip, "
+          f"header + index {result.head_bytes:,}")
     print(f"{'':<26}{'ClipFetcher':>16}{'ffmpeg -ss URL':>16}{'ratio':>12}")
-    print(row("clips", ours.clips, base.clips, "d", None))
-    print(row("ok / exact length", ours.ok, base.ok, "d", None) + f"   (exact: {ours.exact} / {base.exact})")
-    print(row("clips/s", ours.clips_per_s, base.clips_per_s, ".3f", result.speedup))
-    print(row("median s per clip", ours.p50_clip_s, base.p50_clip_s, ".3f", base.p50_clip_s / ours.p50_clip_s))
-    print(row("bytes/clip", ours.bytes_per_clip, base.bytes_per_clip, ",.0f",
-              base.bytes_per_clip / ours.bytes_per_clip))
-    print(row("bytes/clip / ideal", ours.bytes_per_clip / result.ideal_bytes,
-              base.bytes_per_clip / result.ideal_bytes, ".2f", None))
-    print(row("requests/clip", ours.requests_per_clip, base.requests_per_clip, ".2f", None))
-    print(row("open-ended requests/clip", ours.open_ended_per_clip, base.open_ended_per_clip, ".2f", None))
-    print(row("CPU s/clip (incl. ffmpeg)", ours.cpu_s_per_clip, base.cpu_s_per_clip, ".3f",
-              base.cpu_s_per_clip / ours.cpu_s_per_clip))
+    for label, a, b, fmt, ratio in [
+            ("clips/s", ours.clips_per_s, base.clips_per_s, ".3f", result.speedup),
+            ("median s per clip", ours.p50_clip_s, base.p50_clip_s, ".3f", base.p50_clip_s / ours.p50_clip_s),
+            ("bytes/clip", ours.bytes_per_clip, base.bytes_per_clip, ",.0f", base.bytes_per_clip / ours.bytes_per_clip),
+            ("bytes/clip / ideal", ours.bytes_per_clip / result.ideal_bytes, base.bytes_per_clip / result.ideal_bytes,
+             ".2f", None),
+            ("requests/clip", ours.requests_per_clip, base.requests_per_clip, ".2f", None),
+            ("open-ended requests/clip", ours.open_ended_per_clip, base.open_ended_per_clip, ".2f", None),
+            ("CPU s/clip (incl. ffmpeg)", ours.cpu_s_per_clip, base.cpu_s_per_clip, ".3f",
+             base.cpu_s_per_clip / ours.cpu_s_per_clip)]:
+        print(f"{label:<26}{format(a, fmt):>16}{format(b, fmt):>16}" + (f"{ratio:11.1f}x" if ratio else ""))
     for verdict, passed in result.verdicts():
         print(f"  {'PASS' if passed else 'FAIL'}  {verdict}")
     for phase in (ours, base):
@@ -294,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=200, help="clips for ClipFetcher per shape (default 200)")
     parser.add_argument("--baseline-clips", type=int, default=8,
-                        help="clips for the ffmpeg -ss baseline per shape (default 8: ~20 s each at 32 KiB/s)")
+                        help="clips for the ffmpeg -ss baseline per shape (default 8: ~8 s each at 32 KiB/s)")
     parser.add_argument("--workers", type=int, default=4, help="worker processes on each side (default 4)")
     parser.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated, of {', '.join(SHAPES)}")
     parser.add_argument("--media-cache", default=os.environ.get("AUDIOSETDL_TEST_MEDIA_CACHE")
