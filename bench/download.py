@@ -19,8 +19,9 @@ from the fetcher's own count (each byte is fetched once per clip).
 The baseline reads 1.3-1.8x the ideal per clip in open-ended requests at 32 KiB/s, about 8 s a
 clip, so it runs fewer clips by default (`--baseline-clips 8` per shape: 2 rounds of 4 workers);
 per-clip figures and rates compare directly. Ours is CPU-bound: on a loaded machine its clips/s
-falls and the ratio with it (the run prints the load and what an idle ffmpeg start costs). Targets per shape: ours >= 10x the baseline's clips/s, <= 0.15 CPU-s
-per clip, media bytes <= 1.5x the ideal (m4a) / 2.5x (webm) for every clip, <= 4 requests per clip.
+falls and the ratio with it (the run prints the load and what an idle ffmpeg start costs).
+Targets per shape: ours >= 10x the baseline's clips/s, <= 0.15 CPU-s per clip, media bytes
+<= 1.5x the ideal (m4a) / 2.5x (webm) for every clip, <= 4 requests per clip.
 
     .venv/bin/python bench/download.py [--clips 200] [--baseline-clips 8] [--workers 4] [--shapes m4a-10s,...]
 """
