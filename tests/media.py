@@ -512,6 +512,14 @@ def mp4_sidx_references(path: Path) -> tuple[int, list[SidxReference]]:
     return box.offset + box.size + first_offset, refs
 
 
+def head_before_media(path: Path) -> int:
+    """Where the first fragment (MP4 moof) or Cluster (WebM) starts: the file's head before it holds
+    the header and the index."""
+    if Path(path).suffix == ".webm":
+        return next(e.offset for e in webm_elements(path) if e.kind == "Cluster")
+    return next(b.offset for b in mp4_boxes(path) if b.kind in ("moof", "mdat"))
+
+
 _EBML_NAMES = {0x1A45DFA3: "EBML", 0x18538067: "Segment", 0x114D9B74: "SeekHead", 0x1549A966: "Info",
                0x1654AE6B: "Tracks", 0x1C53BB6B: "Cues", 0x1F43B675: "Cluster", 0xEC: "Void",
                0x1254C367: "Tags", 0x1043A770: "Chapters"}

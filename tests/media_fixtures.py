@@ -2,7 +2,8 @@
 
 Owns: the session's media cache (`media_library`, generated once per session under
 tmp_path_factory, or in ``$AUDIOSETDL_TEST_MEDIA_CACHE`` to keep it across sessions), the
-60 s and 300 s files in every shape (`media_60s`, `media_300s`), and a started `media_server`
+60 s and 300 s files in every shape (`media_60s`, `media_300s`), the 60 s DASH shapes with 10-s
+fragments (`media_60s_10s_fragments`; the others have 5-s ones), and a started `media_server`
 per test. Import the fixtures you use into a test module:
 
     from tests.media_fixtures import media_60s, media_library, media_server  # noqa: F401
@@ -34,6 +35,12 @@ def media_library(tmp_path_factory: pytest.TempPathFactory) -> MediaLibrary:
 def media_60s(media_library: MediaLibrary) -> dict[Shape, MediaFile]:
     """A 60 s signal in every shape (about 5 s to encode on two cores)."""
     return media_library.shapes(SIGNAL_60S)
+
+
+@pytest.fixture(scope="session")
+def media_60s_10s_fragments(media_library: MediaLibrary) -> dict[Shape, MediaFile]:
+    """The 60 s signal as DASH m4a and webm with 10-s fragments / clusters (YouTube's may be that long)."""
+    return media_library.shapes(SIGNAL_60S, shapes=(Shape.DASH_M4A, Shape.DASH_WEBM), fragment_s=10.0)
 
 
 @pytest.fixture(scope="session")

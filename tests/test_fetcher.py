@@ -14,8 +14,17 @@ import soundfile
 
 from audiosetdl.download.errors import ClipError, Reason
 from audiosetdl.download.fetcher import ClipFetcher, ClipResult, FetchSettings
-from audiosetdl.download.index import INDEX_PROBE_BYTES
-from tests.media import MediaFile, MediaLibrary, Shape, clip_byte_budget, locate_s, similarity
+from audiosetdl.download.index import INDEX_PROBE_BYTES, index_probe_bytes
+from tests.media import (
+    MediaFile,
+    MediaLibrary,
+    MediaSpec,
+    Shape,
+    clip_byte_budget,
+    head_before_media,
+    locate_s,
+    similarity,
+)
 from tests.media_fixtures import SIGNAL_60S
 from tests.mediaserver import MediaServer, is_open_ended_range, parse_range
 from tests.ytdlp_test_extractor import FakeYoutubeIE, audio_format, youtubedl_with_fake
@@ -24,6 +33,11 @@ from tests.test_ranges import absolute_offset_m4a, with_edit_list
 RATE = 16_000
 CLIP_S = 10.0
 BYTES_PER_CLIP_LIMIT = 2.5  # x the bytes of 10 s at the stream's average bitrate, plus the index probe
+# Media bytes per clip (the file's head before its first fragment, header and index, left out), x the
+# bytes of 10 s at the stream's average bitrate, for fragments up to 10 s: fMP4 fetches only the
+# samples the decode needs, WebM the blocks from the first covering cluster's start.
+MEDIA_BYTES_LIMIT = {Shape.DASH_M4A: 1.5, Shape.DASH_WEBM: 2.5}
+MAX_REQUESTS_PER_CLIP = 4  # the index probe included
 
 
 @pytest.fixture
@@ -66,6 +80,16 @@ def check_clip(result: ClipResult, start: float, master16: Path, *, expect_padde
     return samples
 
 
+def media_bytes(server: MediaServer, ytid: str, media: MediaFile) -> int:
+    """Bytes the server sent for `ytid` from the file's first fragment on (header and index left out)."""
+    head = head_before_media(media.path)
+    total = 0
+    for r in server.requests(ytid):
+        first, last = parse_range(r.range_header, media.size_bytes)
+        total += max(0, first + r.bytes_sent - max(first, head))
+    return total
+
+
 def check_requests(server: MediaServer, ytid: str, result: ClipResult, max_request_bytes: int) -> None:
     records = server.requests(ytid)
     assert records, "no request reached the server"
@@ -82,15 +106,18 @@ def check_requests(server: MediaServer, ytid: str, result: ClipResult, max_reque
 
 
 @pytest.mark.parametrize("shape", [Shape.DASH_M4A, Shape.DASH_WEBM])
+@pytest.mark.parametrize("fragment_s", [5.0, 10.0])
 @pytest.mark.parametrize("start, padded", [
     (0.0, 0.0),  # the stream's own start: AAC priming / Opus pre-skip at the front
-    (4.98, 0.0),  # starts just before a fragment boundary, spans three fragments
+    (4.98, 0.0),  # starts just before a fragment boundary: spans three 5-s fragments, two 10-s ones
+    (12.5, 0.0),  # starts mid-fragment
     (31.337, 0.0),
     (55.0, 5.0),  # the video ends after 5 s: padded at the end
 ])
-def test_index_clips_are_sample_exact_and_cheap(media_server, fake, fetcher, media_60s, master16, shape, start,
-                                                padded, tmp_path):
-    media = media_60s[shape]
+def test_index_clips_are_sample_exact_and_cheap(media_server, fake, fetcher, media_60s, media_60s_10s_fragments,
+                                                master16, shape, fragment_s, start, padded, tmp_path):
+    media = (media_60s if fragment_s == 5.0 else media_60s_10s_fragments)[shape]
+    assert media.spec.fragment_s == fragment_s
     ytid = "-" + shape.value.replace("_", "")[:10]
     url = serve(media_server, fake, ytid, media)
     result = fetcher.fetch(url, ytid, start, start + CLIP_S, tmp_path / f"{ytid}.flac")
@@ -98,9 +125,28 @@ def test_index_clips_are_sample_exact_and_cheap(media_server, fake, fetcher, med
     assert result.format_id == {Shape.DASH_M4A: "140", Shape.DASH_WEBM: "251"}[shape]
     check_clip(result, start, master16, expect_padded_s=padded)
     check_requests(media_server, ytid, result, FetchSettings().max_request_bytes)
-    assert result.requests == 2  # the index probe and one run of fragments
+    assert result.requests <= MAX_REQUESTS_PER_CLIP
+    assert media_bytes(media_server, ytid, media) <= MEDIA_BYTES_LIMIT[shape] * clip_byte_budget(media)
     assert result.bytes_fetched <= BYTES_PER_CLIP_LIMIT * clip_byte_budget(media) + INDEX_PROBE_BYTES
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{ytid}.flac"]
+
+
+def test_an_index_larger_than_the_probe_takes_one_more_request(media_server, fake, fetcher, media_library, master16,
+                                                               tmp_path):
+    """0.1-s fragments: 600 sidx entries (7 KiB) behind the moov, more than the 4 KiB probe a 60-s
+    video gets; the rest of the index comes in one more request, and the clip is still exact."""
+    media = media_library.get(MediaSpec(signal=SIGNAL_60S, shape=Shape.DASH_M4A, fragment_s=0.1))
+    head = head_before_media(media.path)
+    assert head > index_probe_bytes(60.0)  # the case under test
+    url = serve(media_server, fake, "-bigindex01", media)
+    result = fetcher.fetch(url, "-bigindex01", 20.5, 30.5, tmp_path / "c.flac")
+    assert result.method == "index"
+    check_clip(result, 20.5, master16)
+    ranges = [parse_range(r.range_header, media.size_bytes) for r in media_server.requests("-bigindex01")]
+    assert ranges[0] == (0, index_probe_bytes(60.0) - 1)
+    assert ranges[1][0] == index_probe_bytes(60.0) and ranges[1][1] >= head - 1  # the rest of the index at once
+    limit = MEDIA_BYTES_LIMIT[Shape.DASH_M4A]
+    assert media_bytes(media_server, "-bigindex01", media) <= limit * clip_byte_budget(media)
 
 
 @pytest.mark.parametrize("limit", [
@@ -267,7 +313,7 @@ def test_failure_after_the_index_leaves_no_partial_file(media_server, fake, medi
         with pytest.raises(ClipError) as caught:
             fetcher.fetch(url, "-midfail001", 30.0, 40.0, tmp_path / "c.flac")
     assert caught.value.failure.reason is Reason.NETWORK
-    assert caught.value.requests == 2 and caught.value.bytes_fetched >= INDEX_PROBE_BYTES
+    assert caught.value.requests == 2 and caught.value.bytes_fetched > index_probe_bytes(60.0)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -13,11 +13,13 @@ How a clip is made (method "index"):
 
 1. `resolve.resolve` with the first player client; the best audio-only http(s) format, DASH
    m4a/webm first.
-2. One bounded request for the file's head (16-64 KiB, sized from the duration): the init
+2. One bounded request for the file's head (4-64 KiB, sized from the duration): the init
    segment and the ``sidx`` / ``Cues``.
-3. The fragments covering [start - decoder preroll - resampler margin, end + margin], fetched in
-   bounded requests (bytes already in the probe are not fetched again) and written after the init
-   segment: a small file that ffmpeg decodes like the original.
+3. Of the fragments covering [start - decoder preroll - resampler margin, end + margin], only
+   what that stretch needs (`partial`: the fMP4 samples, each fragment rebuilt around them; the
+   WebM blocks up to its end), fetched in bounded requests (bytes already in the probe are not
+   fetched again) and written after the init segment: a small file that ffmpeg decodes like the
+   original.
 4. `cut` decodes every sample of it, places decoded sample 0 in source time from the container
    and codec, and resamples with soxr so that the clip is exactly ``round((end - start) * 16000)``
    samples starting exactly at `start`, padded with silence at the end only where the video ends
@@ -62,6 +64,7 @@ import numpy as np
 import soundfile
 import yt_dlp
 
+from audiosetdl.config import DEFAULT_PLAYER_CLIENTS
 from audiosetdl.download.cut import (
     DECODE_TIMEOUT_S,
     RESAMPLER_MARGIN_S,
@@ -77,9 +80,8 @@ from audiosetdl.download.fallback import RangeChunkingProxy, decode_through_prox
 from audiosetdl.download.hls import HlsUnsupported
 from audiosetdl.download.hls_cut import decode_hls
 from audiosetdl.download.http import FetchCounter, MediaSource, clip_error, with_counts
-from audiosetdl.download.index import MAX_REQUEST_BYTES, Container, FragmentIndex, IndexNotFound, byte_ranges, read_index
-from audiosetdl.download.mp4 import relocate_mp4_fragments
-from audiosetdl.config import DEFAULT_PLAYER_CLIENTS
+from audiosetdl.download.index import MAX_REQUEST_BYTES, FragmentIndex, IndexNotFound, read_index
+from audiosetdl.download.partial import partial_cut, whole_fragments
 from audiosetdl.download.resolve import (
     Resolved,
     audio_candidates,
@@ -97,7 +99,6 @@ from audiosetdl.rundir import TEMP_MARK, atomic_path
 log = logging.getLogger(__name__)
 
 YTDLP_METHOD = "ytdlp"
-FRAGMENT_HEAD_BYTES = 64 * 1024  # holds a moof's tfdt, or a cluster's timecode and first block
 
 
 @dataclass(frozen=True)
@@ -313,11 +314,9 @@ class ClipFetcher:
             return np.zeros(0, dtype=np.int16)  # the video ends before the segment starts: all padding
         from_s, to_s = max(from_s, 0.0), max(to_s, 0.0)
         fragments = index.covering(from_s, to_s)
-        media = index.media_span(fragments)
         cut = outputs.original or self._scratch(outputs.clip, index.container.value)
         try:
-            self._write_cut(source, index, from_s, to_s, cut)
-            first_fragment = source.read(media.start, min(media.stop, media.start + FRAGMENT_HEAD_BYTES))
+            first_fragment = self._write_cut(source, index, from_s, to_s, cut, partial=True)
             fallback_time = Fraction(repr(index.points[fragments[0]].time_s))
             decoded_start = timing.decoded_start(first_fragment, fallback_time)
             plan = trim_plan(start, clip_samples, decoded_start, timing.decoded_rate, out_rate)
@@ -345,7 +344,7 @@ class ClipFetcher:
             raise ClipError.of(Reason.FORMAT_UNAVAILABLE, f"video format {fmt.get('format_id')}: {why}") from None
         cut = self._scratch(outputs.clip, f"video.{index.container.value}")
         try:
-            self._write_cut(source, index, start, end, cut)
+            self._write_cut(source, index, start, end, cut, partial=False)  # video: whole fragments (keyframes)
             run_ffmpeg(["-copyts", "-i", str(cut), "-i", str(outputs.clip), "-filter_complex",
                          f"[0:v:0]trim=start={start:.6f}:end={end:.6f},setpts=PTS-STARTPTS[v]",
                          "-map", "[v]", "-map", "1:a:0", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23",
@@ -355,16 +354,14 @@ class ClipFetcher:
             cut.unlink(missing_ok=True)
 
     def _write_cut(self, source: MediaSource, index: FragmentIndex, from_s: float, to_s: float,
-                   path: Path) -> None:
-        """The header, then the fragments covering container times [from_s, to_s]: a small file
-        that decodes like that stretch of the original."""
-        spans = byte_ranges(index, from_s, to_s, max_request_bytes=self.settings.max_request_bytes)
-        data = b"".join(source.read(span.start, span.stop) for span in spans)  # the probe's bytes are kept
-        if index.container is Container.MP4:
-            header_bytes = sum(len(span) for span in index.header)
-            media = index.media_span(index.covering(from_s, to_s))
-            data = data[:header_bytes] + relocate_mp4_fragments(data[header_bytes:], media.start - header_bytes)
-        path.write_bytes(data)
+                   path: Path, *, partial: bool) -> bytes:
+        """The header, then what decoding container times [from_s, to_s] needs of the covering
+        fragments (`partial`), or those fragments whole: a small file that decodes like that
+        stretch of the original. Returns its first fragment (what the timing reads)."""
+        make = partial_cut if partial else whole_fragments
+        cut = make(source.read, index, from_s, to_s, self.settings.max_request_bytes)  # the probe's bytes are kept
+        path.write_bytes(cut.data)
+        return cut.first_fragment
 
     @staticmethod
     def _scratch(beside: Path, suffix: str) -> Path:

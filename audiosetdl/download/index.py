@@ -10,9 +10,10 @@ Pure functions over bytes: every read goes through a `ReadBytes` callable the ca
 (the fetcher's is a bounded HTTP range request), so nothing here does I/O by itself.
 
 YouTube's DASH audio (itag 140 m4a, 251 webm) carries one global ``sidx`` / front ``Cues``
-within the first 64 KiB (`INDEX_PROBE_BYTES`); `index_probe_bytes` sizes the first request from
-the video's duration so that it usually holds both header and index. Anything the parsers cannot
-index raises `IndexNotFound`, and the caller falls back.
+within the first 64 KiB (`INDEX_PROBE_BYTES`, the probe when the duration is unknown);
+`index_probe_bytes` sizes the first request from the video's duration so that it usually holds
+both header and index and little media besides (a larger index costs one more request).
+Anything the parsers cannot index raises `IndexNotFound`, and the caller falls back.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from typing import Callable
 
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # yt-dlp's http_chunk_size for YouTube: larger requests get throttled
 INDEX_PROBE_BYTES = 64 * 1024  # YouTube's DASH audio header and index sit in the first 64 KiB
-MIN_INDEX_PROBE_BYTES = 16 * 1024
-HEADER_ALLOWANCE_BYTES = 8 * 1024  # ftyp + moov, or EBML header + Info + Tracks (+ Tags): ~1 KiB on YouTube
+MIN_INDEX_PROBE_BYTES = 4 * 1024
+HEADER_ALLOWANCE_BYTES = 3 * 1024  # ftyp + moov, or EBML header + Info + Tracks (+ Tags): ~1 KiB on YouTube
 INDEX_BYTES_PER_SECOND = 8  # a sidx entry is 12 bytes, a Cues point ~20; fragments come every 2.5-10 s
 
 ReadBytes = Callable[[int, int], bytes]
@@ -35,6 +36,10 @@ ReadBytes = Callable[[int, int], bytes]
 
 class IndexNotFound(ValueError):
     """The bytes are not a container whose index this module can read (the caller falls back)."""
+
+
+class FragmentUnsupported(ValueError):
+    """A fragment laid out in a way it cannot be cut inside (the caller takes it whole)."""
 
 
 @dataclass(frozen=True, order=True)
