@@ -29,7 +29,6 @@ import numpy as np
 from tqdm import tqdm
 
 from audiosetdl.audio import clip_is_valid, decode_any, read_clip
-from audiosetdl.vggish.params import SAMPLE_RATE
 from audiosetdl.config import ExtractOptions
 from audiosetdl.download.errors import Reason
 from audiosetdl.extract_models import ADAPTERS, make_adapter
@@ -38,6 +37,7 @@ from audiosetdl.metadata.ontology import ClassIndex
 from audiosetdl.metadata.segments import Segment
 from audiosetdl.plan import PlanError, load_plan, load_task
 from audiosetdl.rundir import RunDir, clip_stem, write_json_atomic
+from audiosetdl.vggish.params import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +132,9 @@ def _write_key(run: RunDir, key, items: list[_Item], label_index: dict[str, int]
         adapter.write(path, records)
     elif path.exists():
         path.unlink()  # the key's clips changed and none is left
+    fingerprint = _fingerprint(items, adapter.signature(adapter.options))
     write_json_atomic(run.embeddings_marker(*key, model=adapter.name), {
-        "fingerprint": _fingerprint(items, adapter.signature(adapter.options)), "clips": len(items), "records": len(records),
+        "fingerprint": fingerprint, "clips": len(items), "records": len(records),
         "examples": int(sum(len(r.embedding) for r in records)), "too_short": too_short,
     })
     summary.keys_written += 1

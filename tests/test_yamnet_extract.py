@@ -20,9 +20,12 @@ from audiosetdl.plan import load_plan
 from audiosetdl.rundir import RunDir
 from audiosetdl.yamnet import features, modelfiles, params
 from audiosetdl.yamnet.model import Embedder
-from tests.test_extract import run, signal  # noqa: F401  (the run-directory fixture and its clips)
+from tests import test_extract
 from tests.test_vggish_model import RangeServer
 from tests.yamnet_fixtures import YAMNetTestModels
+
+run = test_extract.run  # the extract tests' run directory (six segments, five clips) as a fixture here
+signal = test_extract.signal
 
 
 def yamnet_records(run: RunDir) -> dict[str, list]:

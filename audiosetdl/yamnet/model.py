@@ -14,7 +14,9 @@ column of zeros after, none before) without bias, followed by inference-mode bat
 norm's affine map is folded into the convolution (kernel x 1/sqrt(var + eps) per output
 channel, bias beta - mean/sqrt(var + eps), both computed in float64 and stored as float32):
 the same function, fewer passes over memory. Everything runs in float32, with no reduced
-precision anywhere.
+precision anywhere: building an `Embedder` turns off TensorFloat-32, which TensorFlow
+otherwise uses for float32 convolutions and matmuls on Ampere and later GPUs (10-bit
+mantissas; a process-wide setting, so VGGish in the same process is exact too).
 
 `Embedder.embed` runs batches through one `tf.function`, on the first GPU when there is one
 (memory growth on), else on CPU; `Embedder.frames` is the per-clip API: waveform in, patch
@@ -133,6 +135,7 @@ class Embedder:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
+        tf.config.experimental.enable_tensor_float_32_execution(False)  # exact float32 on GPUs too
         configure_gpu_memory_growth()
         self.device = device or default_device()
         with tf.device(self.device):
