@@ -2,7 +2,7 @@
 
 The network runs on an HDF5 file with the official layout, layer names and shapes but random
 weights (tests/yamnet_fixtures.py), compared with the float64 reference in
-tests/yamnet_reference.py.
+tests/yamnet_reference.py, and with the reference's own Keras layers given the same weights.
 """
 
 from __future__ import annotations
@@ -233,3 +233,45 @@ def test_smoke_test_runs_the_files_and_reports(yamnet_models: YAMNetTestModels, 
     assert ok == (report.splitlines()[-1] == SUCCESS_LINE)  # random weights: whichever, said clearly
     ok, report = smoke_test(tmp_path)
     assert not ok and "FAILED" in report and "fetch-models DIR --model yamnet" in report
+
+
+def test_network_matches_keras_layers_as_the_reference_builds_them(yamnet_embedder: Embedder, yamnet_weights,
+                                                                   patches):
+    """The reference's own building blocks (Keras Conv2D, DepthwiseConv2D, BatchNormalization with
+    center, no scale, epsilon 1e-4; 'same' padding; no bias), given the same weights by name."""
+    import keras
+
+    official = {}  # Keras layer (Keras 3 forbids '/' in names) -> the reference's layer name
+
+    def conv_bn_relu(x, layer, block):
+        official[layer.replace("/", "_")] = layer
+        official[layer.replace("/", "_") + "_bn"] = layer + "/bn"
+        x = block(name=layer.replace("/", "_"), padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization(name=layer.replace("/", "_") + "_bn", center=True, scale=False,
+                                            epsilon=1e-4)(x)
+        return keras.layers.ReLU()(x)
+
+    x = inputs = keras.Input((96, 64))
+    x = keras.layers.Reshape((96, 64, 1))(x)
+    for name, kind, stride, filters in params.LAYERS:
+        if kind == params.CONV:
+            x = conv_bn_relu(x, f"{name}/conv", lambda **kw: keras.layers.Conv2D(filters, 3, strides=stride, **kw))
+        else:
+            x = conv_bn_relu(x, f"{name}/depthwise_conv",
+                             lambda **kw: keras.layers.DepthwiseConv2D(3, strides=stride, **kw))
+            x = conv_bn_relu(x, f"{name}/pointwise_conv", lambda **kw: keras.layers.Conv2D(filters, 1, **kw))
+    embeddings = keras.layers.GlobalAveragePooling2D()(x)
+    official["logits"] = "logits"
+    logits = keras.layers.Dense(521, name="logits")(embeddings)
+    model = keras.Model(inputs, [embeddings, keras.layers.Activation("sigmoid")(logits)])
+    assigned = 0
+    for layer in model.layers:
+        for variable in layer.weights:
+            weight = "depthwise_kernel" if isinstance(layer, keras.layers.DepthwiseConv2D) else variable.name
+            variable.assign(yamnet_weights[f"{official[layer.name]}/{weight}"])
+            assigned += 1
+    assert assigned == 110
+    keras_embeddings, keras_scores = (np.asarray(t) for t in model(patches, training=False))
+    embeddings, scores = yamnet_embedder.embed(patches)
+    np.testing.assert_allclose(embeddings, keras_embeddings, rtol=0, atol=2e-6 * np.abs(keras_embeddings).max())
+    np.testing.assert_allclose(scores, keras_scores, rtol=0, atol=2e-6)
