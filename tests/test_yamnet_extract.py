@@ -86,6 +86,10 @@ def test_float16_option_and_reruns(run, yamnet_models: YAMNetTestModels):
     np.testing.assert_array_equal(as_float16.embedding, as_float32.embedding.astype(np.float16))
     np.testing.assert_array_equal(as_float16.scores, as_float32.scores.astype(np.float16))
     assert path.stat().st_size < 0.6 * len(yamnet_tfrecords.serialize(as_float32))
+    serialized = next(iter(tfrecords.read_serialized(path)))
+    parsed = yamnet_tfrecords.parse_sequence_example(tf.constant(serialized), dtype="float16")
+    np.testing.assert_array_equal(parsed["embedding"].numpy(), as_float16.embedding)
+    np.testing.assert_array_equal(parsed["scores"].numpy(), as_float16.scores)
 
 
 def test_record_checks_and_bad_frames():
