@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -86,8 +85,7 @@ def cmd_embed(args: argparse.Namespace, cfg: dict) -> int:
 
 def cmd_run(args: argparse.Namespace, cfg: dict) -> int:
     from audiosetdl.download.stage import run_task as download_task
-    from audiosetdl.extract import run_task as extract_task
-    from audiosetdl.extract_models import check_model_files
+    from audiosetdl.extract import check_extractable, check_model_files, run_task as extract_task
 
     plan_options = options_from(PlanOptions, args, cfg)
     extract_options = options_from(ExtractOptions, args, cfg)
@@ -103,6 +101,8 @@ def cmd_run(args: argparse.Namespace, cfg: dict) -> int:
     planned = build_plan(args.csv, plan_options)
     outcome = write_plan(run, planned, force=plan_options.force)
     print("\n".join(describe(planned, run, outcome)))
+    if "extract" in chosen:
+        check_extractable(run, extract_options)
     results = run_pipeline(run, [(fn, opts) for name, fn, opts in stages if name in chosen],
                            list(range(len(planned.plan.tasks))))
     print("\n".join(outcome_table(run_status(run))))
@@ -164,9 +164,9 @@ def cmd_submit(args: argparse.Namespace, cfg: dict) -> int:
         download = dataclasses.replace(download, workers=slurm.cpus_per_task)  # one worker per CPU of the task
     extract = options_from(ExtractOptions, args, cfg)
     if "extract" in ",".join(slurm.stages) and not args.dry_run:
-        from audiosetdl.extract_models import check_model_files
+        from audiosetdl.extract import check_extractable
 
-        check_model_files(extract)  # fail now, not in every array task
+        check_extractable(RunDir(args.run), extract)  # fail now, not in every array task
     submit(RunDir(args.run), slurm.stages, slurm, download, extract, resume=args.resume, dry_run=args.dry_run)
     return 0
 
@@ -330,7 +330,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides our messages
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -19,10 +19,15 @@ import yaml
 
 from audiosetdl.rundir import EMBEDDINGS_DIRS
 from audiosetdl.vggish.params import DEFAULT_BATCH_SIZE
-
 from audiosetdl.yamnet.params import OUTPUT_DTYPES as YAMNET_DTYPES
 
 MODELS = tuple(EMBEDDINGS_DIRS)  # the embedding models, by name: vggish, yamnet
+
+# yt-dlp's own clients first ("default": its _DEFAULT_CLIENTS, tv_samsung, visionos and web in
+# 2026.10.26), then clients that need no PO token (field notes): web_safari for its HLS formats,
+# tv (none; DRM without cookies, sometimes SABR-only), web_embedded (embeddable videos only).
+DEFAULT_PLAYER_CLIENTS = ("default", "web_safari", "tv", "web_embedded")
+RATE_WINDOW_S = 3600.0  # the egress budget's window: --max-rate is videos per hour (audiosetdl.download.pacing)
 
 
 def option(default: Any, help: str, *, metavar: str | None = None, choices: tuple | None = None,
@@ -50,6 +55,9 @@ class PlanOptions:
     skip_bad_rows: bool = option(False, "skip malformed CSV rows (counted in the plan's summary) instead of failing")
     metadata: str | None = option(None, "directory holding class_labels_indices.csv and ontology.json "
                                         "(default: the first CSV's directory)", metavar="DIR")
+    labels: bool = option(True, "write each record's class labels, which needs class_labels_indices.csv (see "
+                                "--metadata; plan refuses without it); --no-labels plans without it and "
+                                "extract writes records without labels")
     force: bool = option(False, "replace an existing, different plan (finished work of unchanged keys stays usable)")
 
 
@@ -63,8 +71,14 @@ class DownloadOptions:
                           short="-w")
     retries: int = option(3, "retries of a transient failure (exponential backoff with jitter)")
     retry_permanent: bool = option(False, "also retry segments whose last failure was permanent (private, removed, ...)")
-    max_rate: float = option(300.0, "videos per hour for the whole task (yt-dlp's maintainers document ~300/h for "
-                                    "guest sessions); 0: no limit")
+    retry_failed: bool = option(False, "also retry exhausted segments (the same transient failure, e.g. decode_error, "
+                                       "after --retries attempts in each of two runs)")
+    max_rate: float = option(300.0, "videos per hour (per --rate-window) per egress identity (the direct address, "
+                                    "or each --proxy), for the whole run: every task, on every node sharing RUN "
+                                    "(yt-dlp's maintainers document ~300/h for guest sessions); a retry or a "
+                                    "re-resolve of a video counts again; 0: no limit")
+    rate_window: float = option(RATE_WINDOW_S, "seconds over which --max-rate counts (3600: videos per hour; "
+                                               "shorter only for tests and trials)", metavar="SECONDS")
     cooldown: float = option(900.0, "seconds the whole pool pauses after YouTube rate-limits or bot-checks it; "
                                     "doubles each time", metavar="SECONDS")
     max_cooldowns: int = option(3, "stop the task cleanly (resumable) after this many pool-wide pauses")
@@ -76,8 +90,13 @@ class DownloadOptions:
     proxy: tuple[str, ...] = option((), "proxy URL for yt-dlp; repeat to rotate workers through several", metavar="URL")
     js_runtime: str = option("deno", "JavaScript runtime yt-dlp uses for YouTube's challenges (deno, node, bun; "
                                      "NAME:PATH for a specific binary)", metavar="NAME")
+    player_clients: tuple[str, ...] = option(
+        DEFAULT_PLAYER_CLIENTS, "YouTube player clients tried in turn when a clip fails in a way another client "
+                                "could fix (a 403 on a media range, formats skipped for a PO token, SABR-only, no "
+                                "audio format); 'default' is yt-dlp's own choice; repeat or comma-separate",
+        metavar="CLIENT[,CLIENT]")
     yt_dlp_arg: tuple[str, ...] = option((), "extra yt-dlp command-line option passed through (repeatable), "
-                                             "e.g. --yt-dlp-arg=--extractor-args=youtube:player_client=web",
+                                             "e.g. --yt-dlp-arg=--extractor-args=youtube:po_token=...",
                                          metavar="ARG")
     keep_original: bool = option(False, "also keep the untranscoded stream cut beside each clip")
     video: bool = option(False, "also keep an mp4 (video and audio) of each segment")

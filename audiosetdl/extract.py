@@ -31,11 +31,11 @@ from tqdm import tqdm
 from audiosetdl.audio import clip_is_valid, decode_any, read_clip
 from audiosetdl.config import ExtractOptions
 from audiosetdl.download.errors import Reason
-from audiosetdl.extract_models import ADAPTERS, make_adapter
+from audiosetdl.extract_models import ADAPTERS, check_model_files, make_adapter  # noqa: F401 (check_model_files: cli's)
 from audiosetdl.ledger import FAILED, Attempt, LedgerWriter
 from audiosetdl.metadata.ontology import ClassIndex
 from audiosetdl.metadata.segments import Segment
-from audiosetdl.plan import PlanError, load_plan, load_task
+from audiosetdl.plan import Plan, PlanError, load_plan, load_task
 from audiosetdl.rundir import RunDir, clip_stem, write_json_atomic
 from audiosetdl.vggish.params import SAMPLE_RATE
 
@@ -71,11 +71,21 @@ def _fingerprint(items: list[_Item], signature: str = "") -> str:
     return hashlib.sha256("\n".join(stems + ([signature] if signature else [])).encode()).hexdigest()
 
 
-def _load_labels(run: RunDir) -> dict[str, int]:
+def _load_labels(run: RunDir, plan: Plan) -> dict[str, int] | None:
+    """MID -> label index for the records; None when the plan was made with --no-labels."""
+    if plan.options.get("labels", True) is False:
+        return None
     if not run.labels_path.exists():
         raise PlanError(f"{run.labels_path} is missing, so labels cannot be written: run `audiosetdl fetch-metadata "
-                        "DIR` and plan again with --metadata DIR")
+                        "DIR` and plan again with --metadata DIR (or with --no-labels, for records without labels)")
     return ClassIndex.load(run.labels_path).index_of
+
+
+def check_extractable(run: RunDir, options: ExtractOptions, model: str | None = None) -> None:
+    """What `extract` will need, checked before anything starts (`run`, `submit`): a plan, its class index
+    (unless planned with --no-labels) and the chosen model's files (`model`, else `options.model`)."""
+    _load_labels(run, load_plan(run))
+    check_model_files(options, model)
 
 
 def run_task(run: RunDir, index: int, options: ExtractOptions, *, embedder=None, progress: bool = True) -> ExtractSummary:
@@ -87,7 +97,7 @@ def run_task(run: RunDir, index: int, options: ExtractOptions, *, embedder=None,
     began = time.monotonic()
     plan = load_plan(run)
     segments = load_task(run, plan, index)
-    label_index = _load_labels(run)
+    label_index = _load_labels(run, plan)
     by_key: dict[tuple[str, str], list[_Item]] = collections.defaultdict(list)
     for segment in sorted(segments, key=lambda s: (s.ytid, s.start, s.end)):
         path = run.clip_path(segment.subset, segment.ytid, segment.start, segment.end)
@@ -114,7 +124,7 @@ def run_task(run: RunDir, index: int, options: ExtractOptions, *, embedder=None,
     return summary
 
 
-def _write_key(run: RunDir, key, items: list[_Item], label_index: dict[str, int], adapter,
+def _write_key(run: RunDir, key, items: list[_Item], label_index: dict[str, int] | None, adapter,
                ledger: LedgerWriter, summary: ExtractSummary) -> None:
     records, too_short = [], []
     for item in items:
@@ -125,7 +135,7 @@ def _write_key(run: RunDir, key, items: list[_Item], label_index: dict[str, int]
                                   reason=Reason.TOO_SHORT.value, permanent=True,
                                   message=adapter.too_short))
             continue
-        labels = sorted({label_index[m] for m in segment.labels if m in label_index})
+        labels = [] if label_index is None else sorted({label_index[m] for m in segment.labels if m in label_index})
         records.append(adapter.record(segment.ytid, segment.start, segment.end, labels, item.embedding))
     path = run.embeddings_path(*key, model=adapter.name)
     if records:
@@ -225,7 +235,7 @@ def _embed_keys(todo, adapter, options: ExtractOptions, bar) -> Iterator[tuple[t
 
 def embed_files(paths: list[Path], out: Path, options: ExtractOptions, *, embedder=None) -> int:
     """`audiosetdl embed`: arbitrary audio files -> one TFRecord (video_id = file stem, no labels)."""
-    adapter = make_adapter(options, embedder)
+    adapter = make_adapter(options, embedder)  # first: it checks the model files before TensorFlow loads
     records = []
     for path in paths:
         samples = decode_any(Path(path))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -99,17 +100,33 @@ class YAMNetAdapter:
 ADAPTERS = {adapter.name: adapter for adapter in (VGGishAdapter, YAMNetAdapter)}
 
 
-def check_model_files(options: ExtractOptions) -> None:
-    """Raise (naming the command that fixes it) unless the chosen model's files are in place."""
-    if options.model == "yamnet":
-        from audiosetdl.yamnet.modelfiles import locate_models
-    else:
-        from audiosetdl.vggish.modelfiles import locate_models
-    locate_models(options.models)
+def _locate_vggish(models: str | None):
+    from audiosetdl.vggish.modelfiles import locate_models
+
+    return locate_models(models)
+
+
+def _locate_yamnet(models: str | None):
+    from audiosetdl.yamnet.modelfiles import locate_models
+
+    return locate_models(models)
+
+
+# Each model's file check, by name: `locate(models_dir)` returns its files or raises a FileNotFoundError
+# that says how to get them. It runs before TensorFlow is imported, so a missing file answers at once.
+MODEL_FILES: dict[str, Callable[[str | None], object]] = {"vggish": _locate_vggish, "yamnet": _locate_yamnet}
+
+
+def check_model_files(options: ExtractOptions, model: str | None = None):
+    """The chosen model's files (`model`, else `options.model`) in `options.models`; its error if one is missing."""
+    return MODEL_FILES[model or options.model](options.models)
 
 
 def make_adapter(options: ExtractOptions, embedder=None):
-    """The adapter of `options.model` around `embedder`, or around the model these options load."""
+    """The adapter of `options.model` around `embedder`, or around the model these options load
+    (its files checked first, before TensorFlow is imported)."""
+    if embedder is None:
+        check_model_files(options)
     return ADAPTERS[options.model](embedder or _embedder(options.model, options.models, options.batch_size,
                                                          options.device), options)
 

@@ -26,7 +26,7 @@ from audiosetdl.rundir import sha256_of
 
 log = logging.getLogger(__name__)
 
-CSV_BASE_URL = "http://storage.googleapis.com/us_audioset/youtube_corpus/v1/csv/"
+CSV_BASE_URL = "https://storage.googleapis.com/us_audioset/youtube_corpus/v1/csv/"
 ONTOLOGY_BASE_URL = "https://raw.githubusercontent.com/audioset/ontology/master/"
 PARTIAL_SUFFIX = ".partial"
 CHUNK = 1 << 16  # small reads: a transfer cut mid-way keeps what arrived

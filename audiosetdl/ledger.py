@@ -36,6 +36,11 @@ class Attempt:
     seconds: float = 0.0
     timestamp: float = field(default_factory=time.time)
     padded: float = 0.0  # seconds of silence added because the video ended before the segment
+    client: str = ""  # the YouTube player client that made the clip or met the failure ("" elsewhere)
+    format_id: str = ""  # the format it was cut from (or failed on)
+    method: str = ""  # how: "index" (DASH index), "hls", "fallback" (chunking proxy), "ytdlp" (yt-dlp's downloader)
+    notes: str = ""  # what yt-dlp said about formats it skipped (PO token, SABR), "; "-separated
+    final: bool = False  # a failure that settled the segment for this run (its retries spent)
 
     @property
     def key(self) -> tuple[str, str, float, float]:
@@ -72,7 +77,8 @@ def latest(records: Iterable[Attempt]) -> dict[tuple[str, str, float, float], At
     return result
 
 
-LEDGER_COLUMNS = ("ytid", "subset", "start", "end", "outcome", "reason", "message", "seconds", "timestamp")
+LEDGER_COLUMNS = ("ytid", "subset", "start", "end", "outcome", "reason", "message", "seconds", "timestamp",
+                  "client", "method", "notes")
 SEGMENT_KEY = ["subset", "ytid", "start", "end"]
 
 

@@ -320,9 +320,14 @@ def build_plan(csvs: list[str | Path], options: PlanOptions) -> PlannedRun:
         raise PlanError("no segment CSV given")
     index, ontology, labels_path = find_metadata(options, csvs)
     notes: list[str] = []
-    if index is None:
-        notes.append("class_labels_indices.csv not found: label MIDs are not checked, and `extract` will need it "
-                      "(run `audiosetdl fetch-metadata DIR` and pass --metadata DIR)")
+    if index is None and options.labels:
+        looked = (Path(options.metadata) if options.metadata else csvs[0].parent) / LABELS_FILENAME
+        raise PlanError(f"{looked} not found: extract needs the class index to write each record's labels. Run "
+                        "`audiosetdl fetch-metadata DIR` and plan with --metadata DIR, or plan with --no-labels "
+                        "to write records without labels")
+    if not options.labels:
+        notes.append("--no-labels: records will be written without labels"
+                     + ("" if index else "; label MIDs are not checked (no class_labels_indices.csv)"))
     selection = select_classes(options.classes, options.exclude_classes, index=index, ontology=ontology,
                                with_descendants=options.with_descendants)
     notes.extend(selection.notes)
@@ -439,6 +444,8 @@ def build_plan(csvs: list[str | Path], options: PlanOptions) -> PlannedRun:
         "skip_bad_rows": options.skip_bad_rows,
         "labels_checked": index is not None,
     }
+    if not options.labels:
+        plan_options["labels"] = False  # only then: plans made before --no-labels existed stay identical
     plan = Plan(inputs, plan_options, summary, tasks)
     return PlannedRun(plan, task_csvs, labels_path, notes)
 

@@ -12,6 +12,7 @@ machine that mounts it, and be rerun:
     RUN/embeddings/<subset>/<XX>.tfrecord      one TFRecord per (subset, prefix) key
     RUN/embeddings/<subset>/<XX>.done.json     completion marker of that key
     RUN/yamnet/<subset>/<XX>.tfrecord, .done.json   the same for YAMNet (`extract --model yamnet`)
+    RUN/pacing/<identity>/NNNNNNNNNNNN         egress budget tickets (see `audiosetdl.download.pacing`)
     RUN/logs/, RUN/slurm/                      logs
 
 Every file is written under a temporary name in the same directory and renamed into place,
@@ -84,6 +85,11 @@ class RunDir:
     def task_state_path(self, index: int) -> Path:
         """How the download task's last run ended (see `audiosetdl.download.stage.TaskSummary`)."""
         return self.status_dir / f"{task_name(index)}.state.json"
+
+    @property
+    def pacing_dir(self) -> Path:
+        """The run-wide egress budget's tickets, one directory per identity."""
+        return self.root / "pacing"
 
     # --- extract ---
     def embeddings_path(self, subset: str, prefix: str, model: str = "vggish") -> Path:

@@ -21,6 +21,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from audiosetdl.attempts import by_client, client_lines, clips_by_client, note_counts
 from audiosetdl.ledger import OK, SEGMENT_KEY, ledger_frame
 from audiosetdl.plan import Plan, load_plan, load_task
 from audiosetdl.rundir import RunDir, task_name
@@ -81,10 +82,11 @@ def task_status(run: RunDir, plan: Plan, index: int, frame=None) -> TaskStatus:
     return status
 
 
-def run_status(run: RunDir, indices: list[int] | None = None) -> RunStatus:
+def run_status(run: RunDir, indices: list[int] | None = None, frames: dict | None = None) -> RunStatus:
+    """Outcomes of the tasks `indices` (default all); `frames`: their ledgers, already read."""
     plan = load_plan(run)
     indices = range(len(plan.tasks)) if indices is None else indices
-    return RunStatus([task_status(run, plan, i) for i in indices])
+    return RunStatus([task_status(run, plan, i, (frames or {}).get(i)) for i in indices])
 
 
 def outcome_table(status: RunStatus) -> list[str]:
@@ -194,6 +196,26 @@ def slurm_states(job_ids: list[str]) -> tuple[str | None, dict[str, str]]:
     return None, {}
 
 
+def parse_reasons(text: str) -> dict[str, str]:
+    """`JobID|Reason` lines (squeue -o '%i|%r') -> {"12_3": "Resources", "13": "ReqNodeNotAvail, ..."}."""
+    reasons: dict[str, str] = {}
+    for line in text.splitlines():
+        job_id, sep, reason = line.strip().partition("|")
+        if sep and job_id and reason.strip() and reason.strip() != "None":
+            for key in _expand(job_id):
+                reasons[key] = reason.strip()
+    return reasons
+
+
+def pending_reasons(job_ids: list[str]) -> dict[str, str]:
+    """Why SLURM holds these jobs' pending tasks (squeue's %r: Resources, Dependency, PartitionConfig, ...)."""
+    if not job_ids or not shutil.which("squeue"):
+        return {}
+    res = subprocess.run(["squeue", "-h", "-r", "-t", "PENDING", "-j", ",".join(job_ids), "-o", "%i|%r"],
+                         capture_output=True, text=True, timeout=60, check=False)
+    return parse_reasons(res.stdout) if res.returncode == 0 else {}
+
+
 def array_key(job: dict, position: int) -> str:
     """SLURM's ID of the job's `position`-th task: submitit submits one task alone as a plain job."""
     return job["job_id"] if len(job["tasks"]) == 1 else f"{job['job_id']}_{position}"
@@ -205,6 +227,8 @@ def slurm_report(run: RunDir, query=None) -> tuple[dict | None, dict[int, dict]]
     if not submissions:
         return None, {}
     source, states = (query or slurm_states)([job["job_id"] for sub in submissions for job in sub["jobs"]])
+    waiting = sorted({key.split("_")[0] for key, state in states.items() if state == "PENDING"})
+    reasons = pending_reasons(waiting) if waiting else {}
     missing = "NOT_QUEUED" if source == "squeue" else "UNKNOWN"
     jobs, per_task = [], defaultdict(dict)
     for sub in submissions:
@@ -214,7 +238,8 @@ def slurm_report(run: RunDir, query=None) -> tuple[dict | None, dict[int, dict]]
                 key = array_key(job, position)
                 state = states.get(key, missing) if source else None
                 counts[state or "UNKNOWN"] += 1
-                per_task[task][job["stage"]] = {"job": key, "state": state}
+                per_task[task][job["stage"]] = {"job": key, "state": state,
+                                                "reason": reasons.get(key) if state == "PENDING" else None}
             jobs.append({"job_id": job["job_id"], "stage": job["stage"], "tasks": job["tasks"],
                          "submitted_at": sub["at"], "begin": job.get("begin"), "dependency": job.get("dependency"),
                          "logs": job.get("logs"), "states": dict(sorted(counts.items()))})
@@ -248,7 +273,8 @@ def _per_hour(count: int, first: float | None, last: float | None) -> float | No
 def report(run: RunDir, *, query=None) -> dict:
     """Everything `status` shows, as one JSON-ready document (see slurm/README.md for the schema)."""
     plan = load_plan(run)
-    status = run_status(run)
+    frames = {i: ledger_frame(run.ledger_path(i)) for i in range(len(plan.tasks))}
+    status = run_status(run, frames=frames)
     slurm, slurm_tasks = slurm_report(run, query)
     tasks = []
     for t in status.tasks:
@@ -275,6 +301,7 @@ def report(run: RunDir, *, query=None) -> dict:
         "tasks": tasks,
         "extract": {"keys": sum(t["extract"]["keys"] for t in tasks), "done": sum(t["extract"]["done"] for t in tasks),
                     "tasks_finished": sum(t["extract"]["finished"] for t in tasks)},
+        "by_client": by_client(frames.values()), "notes": note_counts(frames.values()),
         "slurm": slurm,
     }
 
@@ -303,12 +330,14 @@ def report_lines(doc: dict, max_rows: int = 40) -> list[str]:
     lines = [f"{doc['run']}: {doc['segments']} segments in {doc['tasks_total']} tasks, "
              f"{doc['tasks_finished']} tasks downloaded{rate}", ""]
     lines += outcome_table(RunStatus([TaskStatus(-1, doc["segments"], doc["ok"], Counter(doc["failed"]))]))
+    lines += client_lines(doc.get("by_client", []), doc.get("notes", {}))
     shown = [t for t in doc["tasks"] if not (t["finished"] and t["extract"]["finished"])]
     if shown:
         lines += ["", f"{'task':<5}  {'segs':>6}  {'ok':>6}  {'failed':>6}  {'pending':>7}  {'state':<12}  "
                       f"{'clips/h':>7}  {'keys':>7}  slurm"]
         for t in shown[:max_rows]:
-            jobs = ", ".join(f"{stage} {j['job']} {j['state'] or '?'}" for stage, j in t["slurm"].items())
+            jobs = ", ".join(f"{stage} {j['job']} {j['state'] or '?'}" + (f" ({j['reason']})" if j.get("reason") else "")
+                             for stage, j in t["slurm"].items())
             lines.append(f"{task_name(t['index'])}  {t['segments']:>6}  {t['ok']:>6}  {sum(t['failed'].values()):>6}  "
                          f"{t['pending']:>7}  {t['state'] or '-':<12}  {t['clips_per_hour'] or 0:>7.0f}  "
                          f"{t['extract']['done']:>3}/{t['extract']['keys']:<3}  {jobs}")
@@ -336,7 +365,7 @@ def plot(run: RunDir, doc: dict, path: str | Path, bins: int = 48) -> Path:
     frames = [ledger_frame(run.ledger_path(t["index"])) for t in doc["tasks"]]
     times = np.sort(np.concatenate([f.timestamp[(f.outcome == OK) & (f.message != "clip found on disk")].to_numpy(float)
                                     for f in frames] or [np.zeros(0)]))
-    fig, (bars, rate) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (bars, rate, clients) = plt.subplots(1, 3, figsize=(17, 4.5))
     names = ["ok", *doc["failed"], "pending"]
     counts = [doc["ok"], *doc["failed"].values(), doc["pending"]]
     bars.bar(names, counts, color=["tab:green"] + ["tab:red"] * len(doc["failed"]) + ["tab:gray"])
@@ -354,8 +383,21 @@ def plot(run: RunDir, doc: dict, path: str | Path, bins: int = 48) -> Path:
     rate.set_title("throughput")
     rate.set_xlabel("hours since the first clip")
     rate.set_ylabel("clips per hour (blue)")
+    _plot_clients(clients, clips_by_client(frames), times[0] if len(times) else 0.0)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _plot_clients(axes, series: dict[str, list[float]], origin: float, most: int = 6) -> None:
+    """Clips made by each player client over time: a client that stops working goes flat."""
+    for client, stamps in list(series.items())[:most]:
+        axes.step([(t - origin) / 3600 for t in stamps], range(1, len(stamps) + 1), where="post", label=client,
+                  marker="." if len(stamps) < 50 else None)
+    if series:
+        axes.legend(loc="upper left", fontsize="small")
+    axes.set_title("clips by player client")
+    axes.set_xlabel("hours since the first clip")
+    axes.set_ylabel("clips made")

@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
-import tensorflow as tf
 
 from audiosetdl.rundir import atomic_path
+from audiosetdl.tfenv import import_tensorflow
 from audiosetdl.vggish.params import EMBEDDING_SIZE
 from audiosetdl.vggish.postprocess import dequantize
+
+tf = import_tensorflow()  # quietly (audiosetdl.tfenv)
 
 __all__ = [
     "EmbeddingRecord",

@@ -28,10 +28,12 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
-import tensorflow as tf
 
 from audiosetdl import tfrecords
+from audiosetdl.tfenv import import_tensorflow
 from audiosetdl.yamnet.params import EMBEDDING_SIZE, NUM_CLASSES, OUTPUT_DTYPES
+
+tf = import_tensorflow()  # quietly (audiosetdl.tfenv)
 
 YAMNET_EMBEDDING = "yamnet_embedding"
 YAMNET_SCORES = "yamnet_scores"

@@ -50,7 +50,7 @@ def make_run(root: Path, clips: int) -> RunDir:
     else:
         (root / "class_labels_indices.csv").write_text('index,mid,display_name\n0,/m/09x0r,"Speech"\n')
     run = RunDir(root / "run")
-    write_plan(run, build_plan([csv], PlanOptions(tasks=1)))
+    write_plan(run, build_plan([csv], PlanOptions(tasks=1, labels=False)))
     t = np.arange(160_000) / 16000
     for i, segment in enumerate(load_task(run, load_plan(run), 0)):
         path = run.clip_path(segment.subset, segment.ytid, segment.start, segment.end)

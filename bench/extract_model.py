@@ -65,9 +65,10 @@ def main() -> None:
     parser.add_argument("--device", help="TensorFlow device, e.g. /GPU:0 (default: GPU if any)")
     args = parser.parse_args()
 
-    import tensorflow as tf
-
+    from audiosetdl.tfenv import import_tensorflow
     from audiosetdl.vggish.model import Embedder
+
+    tf = import_tensorflow()
 
     if args.models:
         embedder = Embedder.from_models_dir(args.models, device=args.device)

@@ -26,7 +26,7 @@ CHILD = """
 import json, resource, sys, time
 t = time.perf_counter()
 from audiosetdl.cli import main
-code = main(["plan", sys.argv[1], "--out", sys.argv[2], "--tasks", sys.argv[3], "--log-level", "WARNING"])
+code = main(["plan", sys.argv[1], "--out", sys.argv[2], "--tasks", sys.argv[3], "--no-labels", "--log-level", "WARNING"])
 elapsed = time.perf_counter() - t
 print(json.dumps({"code": code, "seconds": elapsed, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """

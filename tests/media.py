@@ -17,6 +17,10 @@ cycle). Shapes:
 - ``PLAIN_M4A``: ordinary MP4 with ``moov`` first (faststart), no fragments.
 - ``MP3``: CBR MP3, no container index.
 
+HLS audio (`HlsSpec`, `MediaLibrary.hls`): a media playlist and its segment files in one folder,
+as ffmpeg's HLS muxer writes them: AAC-LC in fMP4 segments (``#EXT-X-MAP`` init segment, like
+YouTube's HLS audio) or in MPEG-TS segments, optionally one file with ``#EXT-X-BYTERANGE``.
+
 ffmpeg is always called with an argument list, never through a shell.
 """
 
@@ -275,11 +279,104 @@ class MediaLibrary:
         with ThreadPoolExecutor(max_workers=max(1, min(len(specs), os.cpu_count() or 1))) as pool:
             return list(pool.map(self.get, specs))
 
+    def hls(self, spec: HlsSpec) -> HlsMedia:
+        """`spec`'s playlist and segments, encoded once into their own folder."""
+        master = self.master(spec.signal)
+        folder = self.signal_dir(spec.signal) / f"hls-{spec.segment_type}-{spec.key()}"
+        if not folder.exists():
+            tmp = folder.with_name(f".part-{os.getpid()}-{threading.get_ident()}-{folder.name}")
+            tmp.mkdir()
+            _run(hls_encode_args(spec, master, tmp))
+            os.replace(tmp, folder)
+        return HlsMedia(spec=spec, folder=folder, master=master)
+
+    def dash_manifest(self, signal: SignalSpec, segment_s: float = 5.0) -> Path:
+        """A DASH manifest (``audio.mpd``, SegmentTemplate + SegmentTimeline) beside its AAC-LC
+        fMP4 init and media segments, as ffmpeg's dash muxer writes them; returns the manifest."""
+        master = self.master(signal)
+        folder = self.signal_dir(signal) / f"mpd-{segment_s:g}s"
+        if not folder.exists():
+            tmp = folder.with_name(f".part-{os.getpid()}-{threading.get_ident()}-{folder.name}")
+            tmp.mkdir()
+            _run([FFMPEG, *_FFMPEG_QUIET, "-i", str(master), "-map", "0:a", "-map_metadata", "-1",
+                  "-ac", "2", "-ar", "44100", "-c:a", "aac", "-aac_coder", "fast", "-b:a", "128k",
+                  "-f", "dash", "-seg_duration", f"{segment_s:g}", "-use_template", "1", "-use_timeline", "1",
+                  str(tmp / "audio.mpd")])
+            os.replace(tmp, folder)
+        return folder / "audio.mpd"
+
     def shapes(self, signal: SignalSpec, shapes: Iterable[Shape] = tuple(Shape),
                **encoding: object) -> dict[Shape, MediaFile]:
         """Every shape of one signal, keyed by shape. `encoding` goes to MediaSpec."""
         specs = [MediaSpec(signal=signal, shape=s, **encoding) for s in shapes]  # type: ignore[arg-type]
         return {m.spec.shape: m for m in self.get_many(specs)}
+
+
+# --------------------------------------------------------------------------------------------
+# HLS: a playlist and its segments
+
+
+HLS_SEGMENT_TYPES = ("fmp4", "mpegts")
+HLS_PLAYLIST = "audio.m3u8"
+
+
+@dataclass(frozen=True)
+class HlsSpec:
+    """An audio-only HLS rendition of a signal: AAC-LC in fMP4 or MPEG-TS segments."""
+
+    signal: SignalSpec = field(default_factory=SignalSpec)
+    segment_type: str = "fmp4"  # one of HLS_SEGMENT_TYPES
+    segment_s: float = 6.0  # ffmpeg's -hls_time (segments end on the next packet after it)
+    single_file: bool = False  # one media file, segments addressed by #EXT-X-BYTERANGE
+    bitrate_kbps: int = 128
+    sample_rate: int = 44_100
+
+    def key(self) -> str:
+        return _stable_key(asdict(self))
+
+
+@dataclass(frozen=True)
+class HlsMedia:
+    """An HLS rendition on disk: `folder` holds the playlist and every file it names."""
+
+    spec: HlsSpec
+    folder: Path
+    master: Path
+
+    @property
+    def playlist(self) -> Path:
+        return self.folder / HLS_PLAYLIST
+
+    @property
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.folder.iterdir() if p.is_file())
+
+    @property
+    def media_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.files if p.name != HLS_PLAYLIST)
+
+    def segment_names(self) -> list[str]:
+        """The media files the playlist names, in order (one name per segment)."""
+        return [line for line in self.playlist.read_text().splitlines() if line and not line.startswith("#")]
+
+
+def hls_encode_args(spec: HlsSpec, master: Path, folder: Path) -> list[str]:
+    """ffmpeg's HLS muxer: the lossless master as a VOD audio playlist in `folder`."""
+    if spec.segment_type not in HLS_SEGMENT_TYPES:
+        raise ValueError(spec.segment_type)
+    ext = "m4s" if spec.segment_type == "fmp4" else "ts"
+    args = [FFMPEG, *_FFMPEG_QUIET, "-i", str(master), "-map", "0:a", "-map_metadata", "-1",
+            "-fflags", "+bitexact", "-flags:a", "+bitexact", "-ac", "2", "-ar", str(spec.sample_rate),
+            "-c:a", "aac", "-aac_coder", "fast", "-b:a", f"{spec.bitrate_kbps}k",
+            "-f", "hls", "-hls_time", f"{spec.segment_s:g}", "-hls_playlist_type", "vod",
+            "-hls_segment_type", spec.segment_type]
+    if spec.segment_type == "fmp4":
+        args += ["-hls_fmp4_init_filename", "init.mp4"]
+    if spec.single_file:
+        args += ["-hls_flags", "single_file", "-hls_segment_filename", str(folder / f"media.{ext}")]
+    else:
+        args += ["-hls_segment_filename", str(folder / f"seg%03d.{ext}")]
+    return [*args, str(folder / HLS_PLAYLIST)]
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,10 +1,13 @@
 """A loopback HTTP media server for tests and benchmarks: YouTube's media URLs, minus YouTube.
 
-Owns: serving registered files at ``/media/<ytid>.<ext>`` on 127.0.0.1 with real byte-range
+Owns: serving registered files at ``/media/<ytid>.<ext>`` (or a folder of files, an HLS playlist
+and its segments, at ``/media/<ytid>/<name>``) on 127.0.0.1 with real byte-range
 semantics (206 + Content-Range, 416, HEAD, Accept-Ranges), a per-request log (method, Range
 header as sent, status, body bytes sent) so tests can bound bytes per clip and forbid
 open-ended requests, YouTube-like throttling of open-ended requests, added latency, and
-injected failures per ID (HTTP statuses, connection resets, truncated bodies, slow starts).
+injected failures per ID (HTTP statuses, connection resets, truncated bodies, slow starts), and
+YouTube's partial PO-token enforcement: a URL that answers its first bytes and then 403s
+(`forbid_past`).
 
 Python's ``http.server`` ignores Range, hence this. Every wait in a handler is bounded: sockets
 carry a timeout, sleeps wake on close(), and close() shuts the open connections and joins the
@@ -33,6 +36,8 @@ STATUS_FAULTS = {"404": 404, "410": 410, "403": 403, "429": 429, "500": 500, "50
 CONNECTION_FAULTS = ("reset", "truncate", "slow_start")
 FAULT_MODES = (*STATUS_FAULTS, *CONNECTION_FAULTS)
 
+_FOLDER_CONTENT_TYPES = {"m3u8": "application/vnd.apple.mpegurl", "ts": "video/mp2t", "m4s": "video/iso.segment",
+                         "mp4": "audio/mp4"}
 _RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 _UNSATISFIABLE = "unsatisfiable"
 
@@ -46,7 +51,7 @@ class RequestRecord:
     more than it read: on loopback that can be a whole small file.
     """
 
-    ytid: str | None  # as named in /media/<ytid>[.<ext>], registered or not; None for other paths
+    ytid: str | None  # as named in /media/<ytid>[.<ext>] or /media/<ytid>/<name>, registered or not; None for other paths
     method: str
     path: str
     range_header: str | None  # exactly as sent
@@ -139,7 +144,9 @@ class MediaServer:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._media: dict[str, _Media] = {}
+        self._folders: dict[str, dict[str, _Media]] = {}  # ytid -> file name -> file
         self._faults: dict[str, _Fault] = {}
+        self._forbidden_past: dict[str, int] = {}
         self._records: list[_LiveRecord] = []
         self._in_flight = 0
         self._connections: dict[socket.socket, threading.Thread] = {}
@@ -214,6 +221,23 @@ class MediaServer:
                                        size=path.stat().st_size)
         return self.url_for(ytid)
 
+    def add_folder(self, ytid: str, folder: Path, content_types: dict[str, str] | None = None) -> str:
+        """Serve every file directly in `folder` at ``/media/<ytid>/<name>`` (an HLS playlist and its
+        segments: one ID, many resources, one log); returns the folder's URL, ending in '/'.
+        `content_types` maps a file extension to its Content-Type (else guessed)."""
+        if not ytid or "/" in ytid or "." in ytid:
+            raise ValueError(f"not a usable ID: {ytid!r}")
+        types = {**_FOLDER_CONTENT_TYPES, **(content_types or {})}
+        files = {}
+        for path in sorted(Path(folder).iterdir()):
+            if path.is_file():
+                ext = path.suffix.lstrip(".")
+                content_type = types.get(ext) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+                files[path.name] = _Media(path=path, ext=ext, content_type=content_type, size=path.stat().st_size)
+        with self._lock:
+            self._folders[ytid] = files
+        return f"{self.base_url}/media/{urllib.parse.quote(ytid)}/"
+
     def url_for(self, ytid: str) -> str:
         with self._lock:
             media = self._media.get(ytid)
@@ -241,12 +265,29 @@ class MediaServer:
         with self._lock:
             self._faults[ytid] = _Fault(mode=mode, remaining=times, slow_start_s=slow_start_s)
 
+    def forbid_past(self, ytid: str, limit_bytes: int) -> None:
+        """Answer 403 to every request for `ytid` that reaches byte `limit_bytes` or beyond, as
+        YouTube does for a URL without a valid PO token: ``bytes=0-1048575`` 206, ``bytes=0-2097151``
+        403 (cobalt #1565); a request without Range asks for everything, so it is refused too."""
+        with self._lock:
+            self._forbidden_past[ytid] = limit_bytes
+
     def clear_failures(self, ytid: str | None = None) -> None:
         with self._lock:
             if ytid is None:
                 self._faults.clear()
+                self._forbidden_past.clear()
             else:
                 self._faults.pop(ytid, None)
+                self._forbidden_past.pop(ytid, None)
+
+    def _forbids(self, ytid: str, span: tuple[int, int] | str | None, size: int) -> bool:
+        with self._lock:
+            limit = self._forbidden_past.get(ytid)
+        if limit is None:
+            return False
+        last = span[1] if isinstance(span, tuple) else size - 1
+        return last >= limit
 
     def _take_fault(self, ytid: str) -> _Fault | None:
         with self._lock:
@@ -308,8 +349,10 @@ class MediaServer:
             self._in_flight -= 1
             self._idle.notify_all()
 
-    def _lookup(self, ytid: str) -> _Media | None:
+    def _lookup(self, ytid: str, name: str | None = None) -> _Media | None:
         with self._lock:
+            if name is not None:
+                return self._folders.get(ytid, {}).get(name)
             return self._media.get(ytid)
 
     def _sleep(self, seconds: float) -> bool:
@@ -395,6 +438,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not path.startswith("/media/"):
             return None, None
         name = urllib.parse.unquote(path[len("/media/"):])
+        ytid, slash, file_name = name.partition("/")
+        if slash:
+            return ytid, self.server.owner._lookup(ytid, file_name)
         ytid, dot, ext = name.partition(".")
         media = self.server.owner._lookup(ytid)
         if media is None or (dot and ext != media.ext):
@@ -418,6 +464,10 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _ConnectionAborted
 
         span = parse_range(live.record.range_header, media.size)
+        if owner._forbids(live.record.ytid or "", span, media.size):
+            live.update(fault="forbidden_past")
+            self._send_status_only(live, 403)
+            return
         if span == _UNSATISFIABLE:
             self._send_status_only(live, 416, {"Content-Range": f"bytes */{media.size}"})
             return

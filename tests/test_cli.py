@@ -24,7 +24,7 @@ def csv_file(tmp_path: Path, rows: list[str], name: str = "eval_segments.csv") -
 
 def test_malformed_line_is_named(tmp_path, capsys):
     path = csv_file(tmp_path, ROWS[:2] + ['abc, 0.000, 10.000, "/m/09x0r"'])
-    assert main(["plan", str(path), "--out", str(tmp_path / "run")]) == 2
+    assert main(["plan", str(path), "--out", str(tmp_path / "run"), "--no-labels"]) == 2
     err = capsys.readouterr().err
     assert f"{path}:6: bad YouTube ID 'abc'" in err
     assert "Traceback" not in err
@@ -33,7 +33,7 @@ def test_malformed_line_is_named(tmp_path, capsys):
 
 def test_skip_bad_rows_flag(tmp_path, capsys):
     path = csv_file(tmp_path, ROWS + ['abc, 0.000, 10.000, "/m/09x0r"'])
-    assert main(["plan", str(path), "--out", str(tmp_path / "run"), "--skip-bad-rows"]) == 0
+    assert main(["plan", str(path), "--out", str(tmp_path / "run"), "--skip-bad-rows", "--no-labels"]) == 0
     out = capsys.readouterr().out
     assert "1 bad rows skipped" in out and f"skipped {path}:8" in out
     assert load_plan(RunDir(tmp_path / "run")).summary["bad_rows_skipped"] == 1
@@ -48,7 +48,7 @@ def test_unknown_class_suggests(shared_audioset, tmp_path, capsys):
 def test_config_file_and_flags_win(tmp_path):
     path = csv_file(tmp_path, ROWS)
     cfg = tmp_path / "site.yaml"
-    cfg.write_text("plan:\n  tasks: 3\n  limit: 3\n")
+    cfg.write_text("plan:\n  tasks: 3\n  limit: 3\n  labels: false\n")
     assert main(["plan", str(path), "--out", str(tmp_path / "a"), "--config", str(cfg)]) == 0
     plan = load_plan(RunDir(tmp_path / "a"))
     assert (plan.options["tasks"], plan.options["limit"], plan.summary["segments"]) == (3, 3, 3)
@@ -67,7 +67,8 @@ def test_config_file_and_flags_win(tmp_path):
 def test_bad_config_is_explained(tmp_path, capsys, text, message):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(text)
-    assert main(["plan", str(csv_file(tmp_path, ROWS)), "--out", str(tmp_path / "r"), "--config", str(cfg)]) == 2
+    assert main(["plan", str(csv_file(tmp_path, ROWS)), "--out", str(tmp_path / "r"), "--config", str(cfg),
+                 "--no-labels"]) == 2
     err = capsys.readouterr().err
     assert str(cfg) in err and message in err
 
@@ -113,3 +114,32 @@ def test_run_refuses_early_without_models(tmp_path, capsys):
     assert main(["run", str(path), "--out", str(tmp_path / "run"), "--models", str(tmp_path / "none")]) == 2
     assert "fetch-models" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # nothing planned or downloaded
+
+
+def test_plan_and_run_refuse_without_class_index(tmp_path, capsys):
+    path = csv_file(tmp_path, ROWS)
+    for argv in (["plan", str(path), "--out", str(tmp_path / "run")],
+                 ["run", str(path), "--out", str(tmp_path / "run"), "--stages", "download"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"error: {tmp_path / 'class_labels_indices.csv'} not found" in err
+        assert "audiosetdl fetch-metadata DIR" in err and "--metadata DIR" in err and "--no-labels" in err
+        assert not (tmp_path / "run").exists()  # nothing planned, nothing downloaded
+    assert main(["plan", str(path), "--out", str(tmp_path / "run"), "--no-labels"]) == 0
+    assert "note: --no-labels: records will be written without labels" in capsys.readouterr().out
+    assert load_plan(RunDir(tmp_path / "run")).options["labels"] is False
+
+
+def test_submit_checks_the_plan_can_be_extracted(tmp_path, capsys):
+    """Before anything is submitted: the run's class index, then the model files."""
+    (tmp_path / "class_labels_indices.csv").write_text('index,mid,display_name\n0,/m/09x0r,Speech\n1,/m/03l9g,"Bell"\n')
+    path = csv_file(tmp_path, ROWS)
+    run = RunDir(tmp_path / "run")
+    assert main(["plan", str(path), "--out", str(run.root)]) == 0
+    run.labels_path.unlink()
+    assert main(["submit", str(run.root), "--models", str(tmp_path / "none")]) == 2
+    assert f"{run.labels_path} is missing, so labels cannot be written" in capsys.readouterr().err
+    assert main(["plan", str(path), "--out", str(tmp_path / "bare"), "--no-labels"]) == 0
+    assert main(["submit", str(tmp_path / "bare"), "--models", str(tmp_path / "none")]) == 2
+    assert "VGGish model files not found" in capsys.readouterr().err
+    assert not (run.slurm_dir / "jobs.json").exists() and not (tmp_path / "bare" / "slurm" / "jobs.json").exists()

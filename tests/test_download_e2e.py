@@ -31,7 +31,7 @@ def make_run(tmp_path: Path, rows: list[tuple[str, float, float]], tasks: int = 
     csv = tmp_path / "eval_segments.csv"
     csv.write_text(render_csv([Segment(y, s, e, ("/m/09x0r",)) for y, s, e in rows], "t"))
     run = RunDir(tmp_path / "run")
-    write_plan(run, build_plan([csv], PlanOptions(tasks=tasks)))
+    write_plan(run, build_plan([csv], PlanOptions(tasks=tasks, labels=False)))
     return run
 
 

@@ -16,16 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from yt_dlp.utils import DownloadError, ExtractorError, GeoRestrictedError, PostProcessingError
 
-from audiosetdl.download.errors import (
-    POOL_PAUSE_REASONS,
-    ClipError,
-    Failure,
-    Reason,
-    classify,
-    clean_message,
-    reason_for_http_status,
-    retry_delay_s,
-)
+from audiosetdl.download.classify import classify, clean_message, reason_for_http_status
+from audiosetdl.download.errors import POOL_PAUSE_REASONS, ClipError, Failure, Reason, retry_delay_s
 from tests.mediaserver import MediaServer
 from tests.ytdlp_test_extractor import (
     REFUSALS,

@@ -3,6 +3,7 @@ inference that matches per-clip inference, too-short clips, and reruns that skip
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,11 +37,17 @@ def signal(seconds: float, seed: int) -> np.ndarray:
 
 @pytest.fixture
 def run(tmp_path, shared_audioset) -> RunDir:
+    return make_run(tmp_path, shared_audioset / "class_labels_indices.csv")
+
+
+def make_run(tmp_path, labels: Path | None) -> RunDir:
+    """ROWS planned into 2 tasks (with the class index `labels`, else with --no-labels), and their clips."""
     csv = tmp_path / "eval_segments.csv"
     csv.write_text(render_csv([Segment(y, s, e, labels) for y, s, e, labels in ROWS], "t"))
-    shutil.copy(shared_audioset / "class_labels_indices.csv", tmp_path)
+    if labels is not None:
+        shutil.copy(labels, tmp_path)
     run = RunDir(tmp_path / "run")
-    write_plan(run, build_plan([csv], PlanOptions(tasks=2)))
+    write_plan(run, build_plan([csv], PlanOptions(tasks=2, labels=labels is not None)))
     plan = load_plan(run)
     for task in plan.tasks:
         with LedgerWriter(run.ledger_path(task.index)) as ledger:
@@ -119,6 +126,14 @@ def test_no_yt8m_id_and_missing_labels(run, vggish_models):
     run.labels_path.unlink()
     with pytest.raises(Exception, match="fetch-metadata"):
         run_task(run, task, options, progress=False)
+
+
+def test_no_labels_plan_gives_records_without_labels(tmp_path, vggish_embedder):
+    run = make_run(tmp_path, None)  # no class index anywhere: planned with --no-labels
+    for task in load_plan(run).tasks:
+        run_task(run, task.index, ExtractOptions(), embedder=vggish_embedder, progress=False)
+    records = [r for rs in all_records(run).values() for r in rs]
+    assert len(records) == 4 and all(r.labels == () for r in records)
 
 
 def test_missing_models_say_what_to_run(run, tmp_path):

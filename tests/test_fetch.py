@@ -55,7 +55,10 @@ def test_missing_file_error_via_cli(mirror, tmp_path, capsys):
     assert "unbalanced_train_segments.csv after 1 attempt(s): HTTP Error 404" in capsys.readouterr().err
 
 
-def test_urls_are_the_public_ones():
+def test_urls_are_the_public_ones_over_https():
+    from audiosetdl.vggish.params import MODELS_BASE_URL
+
     urls = {f.name: f.base_url + f.name for f in METADATA_FILES}
-    assert urls["eval_segments.csv"] == "http://storage.googleapis.com/us_audioset/youtube_corpus/v1/csv/eval_segments.csv"
+    assert urls["eval_segments.csv"] == "https://storage.googleapis.com/us_audioset/youtube_corpus/v1/csv/eval_segments.csv"
     assert urls["ontology.json"] == "https://raw.githubusercontent.com/audioset/ontology/master/ontology.json"
+    assert all(url.startswith("https://") for url in [*urls.values(), MODELS_BASE_URL]), urls

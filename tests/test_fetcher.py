@@ -14,7 +14,7 @@ import soundfile
 
 from audiosetdl.download.errors import ClipError, Reason
 from audiosetdl.download.fetcher import ClipFetcher, ClipResult, FetchSettings
-from audiosetdl.download.ranges import INDEX_PROBE_BYTES
+from audiosetdl.download.index import INDEX_PROBE_BYTES
 from tests.media import MediaFile, MediaLibrary, Shape, clip_byte_budget, locate_s, similarity
 from tests.media_fixtures import SIGNAL_60S
 from tests.mediaserver import MediaServer, is_open_ended_range, parse_range
@@ -281,10 +281,12 @@ def test_youtube_refusal_end_to_end(media_server, fake, fetcher, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_no_http_audio_format(fake, fetcher, tmp_path):
-    fake.serve("-hlsonly001", [audio_format("http://127.0.0.1:9/x.m3u8", "m4a", protocol="m3u8_native")])
+def test_no_reachable_audio_format(fake, fetcher, tmp_path):
+    """SABR-only: formats without a URL (yt-dlp lists them, nothing can download them)."""
+    sabr = {k: v for k, v in audio_format("https://example.invalid/", "m4a").items() if k != "url"}
+    fake.serve("-sabronly01", [sabr])
     with pytest.raises(ClipError) as caught:
-        fetcher.fetch(FakeYoutubeIE.watch_url("-hlsonly001"), "-hlsonly001", 0.0, 10.0, tmp_path / "c.flac")
+        fetcher.fetch(FakeYoutubeIE.watch_url("-sabronly01"), "-sabronly01", 0.0, 10.0, tmp_path / "c.flac")
     assert caught.value.failure.reason is Reason.FORMAT_UNAVAILABLE
 
 

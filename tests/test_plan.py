@@ -28,7 +28,9 @@ def random_segments(rng: random.Random, n: int, alphabet: str = ALPHABET) -> lis
 
 
 def plan_into(run_dir: Path, csvs: list[Path], **options) -> tuple[RunDir, object]:
+    """Plan into `run_dir`; without a class index beside the CSVs, as --no-labels."""
     run = RunDir(run_dir)
+    options.setdefault("labels", (csvs[0].parent / "class_labels_indices.csv").exists())
     planned = build_plan(csvs, PlanOptions(**options))
     write_plan(run, planned)
     return run, planned
@@ -155,10 +157,10 @@ def test_replan_identical_refused_or_forced(tmp_path):
     rng = random.Random(1)
     csv = make_csv(tmp_path, "eval_segments.csv", [(y, s, s + 10) for y, s, _ in random_segments(rng, 400, "abcdefgh")])
     run = RunDir(tmp_path / "run")
-    assert write_plan(run, build_plan([csv], PlanOptions(tasks=4))) == "created"
-    assert write_plan(run, build_plan([csv], PlanOptions(tasks=4))) == "unchanged"
+    assert write_plan(run, build_plan([csv], PlanOptions(tasks=4, labels=False))) == "created"
+    assert write_plan(run, build_plan([csv], PlanOptions(tasks=4, labels=False))) == "unchanged"
     with pytest.raises(PlanError, match=r"different plan \(options differ: tasks\).*--force"):
-        write_plan(run, build_plan([csv], PlanOptions(tasks=6)))
+        write_plan(run, build_plan([csv], PlanOptions(tasks=6, labels=False)))
 
     # Finished work recorded under the old task numbers follows its keys to the new tasks.
     old = load_plan(run)
@@ -169,7 +171,7 @@ def test_replan_identical_refused_or_forced(tmp_path):
                 record = Attempt(segment.ytid, segment.subset, segment.start, segment.end, OK if i % 2 else FAILED)
                 ledger.append(record)
                 written.append(record)
-    assert write_plan(run, build_plan([csv], PlanOptions(tasks=6)), force=True) == "replaced"
+    assert write_plan(run, build_plan([csv], PlanOptions(tasks=6, labels=False)), force=True) == "replaced"
     new = load_plan(run)
     assert len(new.tasks) == 6 and not run.task_csv(6).exists()
     regrouped = []
@@ -192,6 +194,21 @@ def test_edited_task_file_is_detected(tmp_path):
         load_task(run, plan, 0)
     with pytest.raises(PlanError, match="task 7 does not exist"):
         load_task(run, plan, 7)
+
+
+def test_plan_without_class_index_is_refused_unless_no_labels(tmp_path):
+    csv = make_csv(tmp_path, "eval_segments.csv", [("aaaaaaaaaaa", 0, 10), ("bbbbbbbbbbb", 0, 10)])
+    with pytest.raises(PlanError) as info:
+        build_plan([csv], PlanOptions())
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'class_labels_indices.csv'} not found: extract needs the class index")
+    assert all(hint in message for hint in ("audiosetdl fetch-metadata DIR", "--metadata DIR", "--no-labels"))
+    with pytest.raises(PlanError, match=f"{tmp_path / 'meta' / 'class_labels_indices.csv'} not found"):
+        (tmp_path / "meta").mkdir()
+        build_plan([csv], PlanOptions(metadata=str(tmp_path / "meta")))
+    planned = build_plan([csv], PlanOptions(labels=False))
+    assert planned.plan.options["labels"] is False  # extract reads it: records without labels
+    assert any("--no-labels: records will be written without labels" in note for note in planned.notes)
 
 
 def test_split_like_marl(shared_audioset, tmp_path):

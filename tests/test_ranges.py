@@ -10,19 +10,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audiosetdl.download.ranges import (
+from audiosetdl.download.index import (
     INDEX_PROBE_BYTES,
     ByteSpan,
     Container,
     FragmentIndex,
     IndexNotFound,
     byte_ranges,
-    mp4_fragment_decode_ticks,
-    opus_packet_samples,
     read_index,
-    relocate_mp4_fragments,
-    webm_cluster_first_block,
 )
+from audiosetdl.download.mp4 import mp4_fragment_decode_ticks, relocate_mp4_fragments
+from audiosetdl.download.webm import opus_packet_samples, webm_cluster_first_block
 from tests.media import MediaFile, MediaLibrary, Shape, mp4_boxes, mp4_sidx_references, webm_elements
 from tests.media_fixtures import SIGNAL_60S
 

@@ -62,6 +62,8 @@ def test_subset_names():
         ('--4gqARaEJE, 0.000, 10.000', "expected 4 fields"),
         ('--4gqARaEJE, 0.000, 10.000, ""', "no labels"),
         ('--4gqARaEJE, 0.000, 10.000, "dog"', "bad label 'dog'"),
+        ('--4gqARaEJE, 0.000, 10.000, "/m/09x0r', "unterminated quote"),
+        ('--4gqARaEJE, 0.000, 10.000, "/m/09x0r,/m/0', "unterminated quote"),
     ],
 )
 def test_malformed_rows_name_file_and_line(tmp_path, row, problem):
@@ -87,6 +89,17 @@ def test_skip_bad_rows_counts_them(tmp_path):
     assert [(b.lineno, b.problem.split(" (")[0]) for b in parsed.bad_rows] == [(5, "expected 4 fields")]
 
 
+def test_truncated_last_line_is_a_bad_row(tmp_path):
+    """A half-downloaded CSV ends inside its last row's quoted labels: named by FILE:LINE, or skipped and counted."""
+    good = '--BfvyPmVMo, 20.000, 30.000, "/m/03l9g"\n-0123456789, 0.000, 5.000, "/m/09x0r"\n'
+    path = write(tmp_path, good + 'abcdefghijk, 0.000, 10.000, "/m/09x0r,/m/03')  # cut mid-MID, no newline
+    with pytest.raises(SegmentFormatError, match=rf"{path}:6: unterminated quote"):
+        read_segment_table(path)
+    table = read_segment_table(path, skip_bad_rows=True)
+    assert [s.ytid for s in table.segments()] == ["--BfvyPmVMo", "-0123456789"]
+    assert [(b.lineno, b.problem.split(":")[0]) for b in table.bad_rows] == [(6, "unterminated quote")]
+
+
 def test_crlf_and_unspaced_rows_are_accepted(tmp_path):
     path = tmp_path / "mine.csv"
     path.write_bytes(b'# a\r\n# b\r\n# c\r\nABCDEFGHIJK,1.5,11.5,"/m/09x0r,/t/dd00012"\r\n')
@@ -109,20 +122,28 @@ bad_rows = st.sampled_from([
     'abcdefghijk, x, 1.000, "/m/09x0r"', 'abcdefghijk, 0.000, 1.000, ""', 'abcdefghijk, 0, 1, "/m/a",extra',
     'abcdefghijk, 0.000, 1.000, "/m/09x0r, /m/03l9g"', 'abcdefghijk, inf, 1.000, "/m/09x0r"',
 ])
+# A good row cut short, as the last line of a half-downloaded CSV: the quote is never closed (or fields miss).
+truncated_rows = st.builds(lambda row, cut: row[: max(1, len(row) - cut)], good_rows, st.integers(1, 40))
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.one_of(good_rows, good_rows, good_rows, bad_rows), min_size=1, max_size=30))
-def test_fast_and_exact_parsers_agree(tmp_path_factory, rows):
-    """The columnar fast path must accept exactly what the row-by-row parser accepts."""
+@given(st.lists(st.one_of(good_rows.map(lambda r: (r, True)), good_rows.map(lambda r: (r, True)),
+                          bad_rows.map(lambda r: (r, None)), truncated_rows.map(lambda r: (r, False))),
+                min_size=1, max_size=30))
+def test_fast_and_exact_parsers_agree(tmp_path_factory, tagged):
+    """The columnar fast path must accept exactly what the row-by-row parser accepts; good rows (True) are
+    accepted, truncated ones (False) refused; the odd ones (None, e.g. space-padded labels) as the exact parser says."""
+    rows = [row for row, _ in tagged]
     path = write(tmp_path_factory.mktemp("csv"), "\n".join(rows) + "\n")
     table = read_segment_table(path, skip_bad_rows=True)
     exact_good = []
-    for row in rows:
+    for row, good in tagged:
         try:
             exact_good.append(read_segments(write(tmp_path_factory.mktemp("one"), row + "\n")).segments[0])
         except SegmentFormatError:
-            pass
+            assert good is not True, row
+        else:
+            assert good is not False, f"accepted a malformed row: {row!r}"
     assert [(s.ytid, s.start, s.end, s.labels) for s in table.segments()] == \
         [(s.ytid, s.start, s.end, s.labels) for s in exact_good]
     assert len(table.bad_rows) == len(rows) - len(exact_good)

@@ -60,7 +60,7 @@ def make_run(tmp_path: Path, counts: dict[str, int], tasks: int, labels: Path | 
     if labels is not None:
         (tmp_path / "class_labels_indices.csv").write_bytes((labels / "class_labels_indices.csv").read_bytes())
     run = RunDir(tmp_path / "run")
-    write_plan(run, build_plan([csv], PlanOptions(tasks=tasks)))
+    write_plan(run, build_plan([csv], PlanOptions(tasks=tasks, labels=labels is not None)))
     return run
 
 
@@ -133,7 +133,8 @@ def test_cancel_requeue_and_resume(slurm_cluster, tmp_path, monkeypatch):
     assert status.task_state(run, task["dd"])["state"] == "rate_limited"
 
     doc = status_json(run)
-    assert doc["tasks"][cancelled]["slurm"]["download"] == {"job": f"{job_id}_{cancelled}", "state": "CANCELLED"}
+    assert doc["tasks"][cancelled]["slurm"]["download"] == {"job": f"{job_id}_{cancelled}", "state": "CANCELLED",
+                                                            "reason": None}
     assert doc["tasks"][task["dd"]]["slurm"]["download"]["state"] == "FAILED"
     assert doc["slurm"]["source"] == "sacct" and doc["slurm"]["jobs"][0]["states"] == {
         "CANCELLED": 1, "COMPLETED": 2, "FAILED": 1}
@@ -281,6 +282,38 @@ def test_real_fetcher_through_sbatch_and_submit(slurm_cluster, tmp_path, media_s
     check_all_ok(second)
     assert {r.ytid for r in media_server.requests() if r.ytid} == {f"{p}{i:09d}" for p, n in counts.items()
                                                                    for i in range(n)}
+
+
+@pytest.mark.slow
+def test_requests_checked_against_the_nodes_and_pending_reasons_shown(slurm_cluster, tmp_path):
+    from audiosetdl.backends.sinfo import query_nodes
+    from audiosetdl.config import ExtractOptions
+
+    run = make_run(tmp_path, {"aa": 1, "bb": 1}, tasks=2)
+    too_many = max(n.cpus for n in query_nodes() if n.partition == "debug") + 1
+    res = subprocess.run([*CLI, "submit", str(run.root), "--stages", "download", "--partition", "debug",
+                          "--cpus-per-task", str(too_many)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert f"download array: no node of partition 'debug' has {too_many} CPUs (--cpus-per-task)" in res.stderr
+    with pytest.raises(ConfigError, match="extract array: no node of partition 'cpu' has 1 GPUs"):  # no GPU here
+        submit(run, ["extract"], replace(SLURM, partition=None, gpus_per_task=1), None, ExtractOptions())
+    with pytest.raises(ConfigError, match="partition 'gpu' .* does not exist"):
+        submit(run, ["download"], replace(SLURM, partition="gpu"), DownloadOptions(), None)
+    assert not status.jobs_path(run).exists()  # nothing was submitted
+
+    # A held array: status shows SLURM's reason for each pending task.
+    (job,) = submit(run, ["download"], replace(SLURM, sbatch_arg=("--hold",)), DownloadOptions(workers=1), None,
+                    out=lambda line: None)
+    try:
+        wait_until(lambda: all(t["slurm"]["download"]["reason"] for t in status_json(run)["tasks"]), timeout=60,
+                   what="pending reasons")
+        doc = status_json(run)
+        assert [t["slurm"]["download"] for t in doc["tasks"]] == [
+            {"job": f"{job['job_id']}_{i}", "state": "PENDING", "reason": "JobHeldUser"} for i in range(2)]
+        res = subprocess.run([*CLI, "status", str(run.root)], capture_output=True, text=True, timeout=120)
+        assert f"download {job['job_id']}_1 PENDING (JobHeldUser)" in res.stdout, res.stdout
+    finally:
+        slurm_cluster.scancel(job["job_id"])
 
 
 # ---------------------------------------------------------------------- no cluster needed --

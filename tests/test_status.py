@@ -18,7 +18,7 @@ IDS = {"aa": ["aa000000000", "aa000000001", "aa000000002"], "bb": ["bb000000000"
        "cc": ["cc000000000", "cc000000001"]}
 T0 = 1_700_000_000.0
 TOP_KEYS = {"version", "run", "at", "segments", "ok", "failed", "pending", "clips_per_hour", "tasks_total",
-            "tasks_finished", "tasks", "extract", "slurm"}
+            "tasks_finished", "tasks", "extract", "by_client", "notes", "slurm"}
 TASK_KEYS = {"index", "segments", "ok", "failed", "pending", "state", "finished", "first_attempt", "last_attempt",
              "clips_per_hour", "extract", "slurm"}
 
@@ -34,7 +34,7 @@ def made(tmp_path):
     csv = tmp_path / "eval_segments.csv"
     csv.write_text(render_csv([Segment(y, 0.0, 10.0, ("/m/09x0r",)) for ids in IDS.values() for y in ids], "t"))
     run = RunDir(tmp_path / "run")
-    write_plan(run, build_plan([csv], PlanOptions(tasks=3)))
+    write_plan(run, build_plan([csv], PlanOptions(tasks=3, labels=False)))
     task = {prefix: index for (_, prefix), index in load_plan(run).task_of_key().items()}
     ledgers = {
         "aa": [attempt(y, t=T0 + 1800 * i) for i, y in enumerate(IDS["aa"])],
@@ -100,20 +100,22 @@ def test_slurm_states_map_onto_plan_tasks(made, monkeypatch):
                          "13_1": "CANCELLED", "20": "PENDING"}
 
     monkeypatch.setattr(status, "slurm_states", fake_sacct)
+    monkeypatch.setattr(status, "pending_reasons", lambda ids: asked.append(ids) or {"20": "BeginTime"})
     doc = status.report(run)
-    assert asked == [["12", "13", "20"]]
+    assert asked == [["12", "13", "20"], ["20"]]  # reasons asked of squeue for the jobs with pending tasks only
     assert doc["slurm"]["source"] == "sacct" and doc["slurm"]["submissions"] == 2
     jobs = {job["job_id"]: job for job in doc["slurm"]["jobs"]}
     assert jobs["12"]["states"] == {"COMPLETED": 2, "FAILED": 1}
     assert jobs["13"]["states"] == {"CANCELLED": 1, "COMPLETED": 1, "UNKNOWN": 1}
     assert jobs["20"]["begin"] == "now+1hour" and jobs["13"]["dependency"] == "aftercorr:12"
     tasks = doc["tasks"]
-    assert tasks[bb]["slurm"]["download"] == {"job": "20", "state": "PENDING"}  # the latest submission wins
-    assert tasks[cc]["slurm"]["extract"] == {"job": "13_2", "state": "UNKNOWN"}
-    assert tasks[aa]["slurm"]["download"] == {"job": "12_0", "state": "COMPLETED"}
+    assert tasks[bb]["slurm"]["download"] == {"job": "20", "state": "PENDING", "reason": "BeginTime"}  # latest wins
+    assert tasks[cc]["slurm"]["extract"] == {"job": "13_2", "state": "UNKNOWN", "reason": None}
+    assert tasks[aa]["slurm"]["download"] == {"job": "12_0", "state": "COMPLETED", "reason": None}
     assert not status.is_settled(doc)
     text = "\n".join(status.report_lines(doc))
     assert "rate_limited" in text and "private" in text and "job 20 download: 1 tasks: 1 PENDING" in text
+    assert "download 20 PENDING (BeginTime)" in text
 
 
 def test_parse_sacct_and_squeue_lines():
@@ -121,6 +123,9 @@ def test_parse_sacct_and_squeue_lines():
     assert status.parse_states(text) == {"12_0": "COMPLETED", "12_1": "CANCELLED", "12_2": "PENDING",
                                          "12_3": "PENDING", "12_4": "PENDING", "12_7": "PENDING", "15": "RUNNING",
                                          "16": "UNKNOWN"}
+    text = "12_[2-3]|PartitionConfig\n13|ReqNodeNotAvail, UnavailableNodes:n1\n14|None\n"
+    assert status.parse_reasons(text) == {"12_2": "PartitionConfig", "12_3": "PartitionConfig",
+                                          "13": "ReqNodeNotAvail, UnavailableNodes:n1"}
 
 
 def test_cli_json_watch_and_plot(made, monkeypatch, capsys, tmp_path):
@@ -130,12 +135,14 @@ def test_cli_json_watch_and_plot(made, monkeypatch, capsys, tmp_path):
     answers = iter([{"12_0": "RUNNING", "12_1": "RUNNING", "12_2": "PENDING"},
                     {"12_0": "COMPLETED", "12_1": "FAILED", "12_2": "COMPLETED"}])
     monkeypatch.setattr(status, "slurm_states", lambda ids: ("sacct", next(answers)))
+    monkeypatch.setattr(status, "pending_reasons", lambda ids: {"12_2": "Resources"})
     png = tmp_path / "status.png"
     assert main(["status", str(run.root), "--json", "--watch", "0.01", "--plot", str(png)]) == 0
     docs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]  # one document per line
     assert [d["slurm"]["jobs"][0]["states"] for d in docs] == [{"PENDING": 1, "RUNNING": 2},
                                                               {"COMPLETED": 2, "FAILED": 1}]
     assert set(docs[0]) == TOP_KEYS
+    assert docs[0]["tasks"][2]["slurm"]["download"] == {"job": "12_2", "state": "PENDING", "reason": "Resources"}
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     monkeypatch.setattr(status, "slurm_states", lambda ids: (None, {}))  # no sacct, no squeue
     assert main(["status", str(run.root)]) == 0

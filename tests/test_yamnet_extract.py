@@ -24,8 +24,13 @@ from tests import test_extract
 from tests.test_vggish_model import RangeServer
 from tests.yamnet_fixtures import YAMNetTestModels
 
-run = test_extract.run  # the extract tests' run directory (six segments, five clips) as a fixture here
 signal = test_extract.signal
+
+
+@pytest.fixture
+def run(tmp_path, shared_audioset) -> RunDir:
+    """The extract tests' run directory: six segments (one 0.5 s, one without a clip) in two tasks."""
+    return test_extract.make_run(tmp_path, shared_audioset / "class_labels_indices.csv")
 
 
 def yamnet_records(run: RunDir) -> dict[str, list]:

@@ -5,7 +5,10 @@ messages read ``ERROR: [youtube] <id>: ...`` exactly as in production) that answ
 watch URLs (and ``ytfake:<id>``) from a per-ID script: raise one of YouTube's refusals as
 yt-dlp 2026.10.26 words it (ExtractorError(expected=True), or GeoRestrictedError with
 countries), or return audio formats whose URLs point at a `tests.mediaserver.MediaServer`;
-`REFUSALS`, the catalogue of those texts with the Reason each should classify as; and
+per player client (``extractor_args`` ``youtube:player_client``, as the real extractor reads
+it), formats, a refusal, or formats yt-dlp "skipped" with its own words for why (a missing GVS PO
+token at debug level, SABR-only as a warning); `REFUSALS`, the catalogue of those texts with the
+Reason each should classify as; and
 `youtubedl_with_fake()`, a YoutubeDL holding only this extractor and the generic one, so no
 request can leave the machine through any other extractor.
 
@@ -120,10 +123,40 @@ def audio_format(url: str, ext: str, *, filesize: int | None = None, **overrides
     return fmt
 
 
+def hls_audio_format(playlist_url: str, **overrides: Any) -> dict[str, Any]:
+    """An audio-only HLS format as yt-dlp lists YouTube's (itag 234: AAC-LC, ext mp4, protocol
+    m3u8_native, `url` = the media playlist)."""
+    fmt: dict[str, Any] = {"format_id": "234", "url": playlist_url, "manifest_url": playlist_url, "ext": "mp4",
+                           "protocol": "m3u8_native", "vcodec": "none", "acodec": "mp4a.40.2", "abr": 128.0,
+                           "audio_channels": 2}
+    fmt.update(overrides)
+    return fmt
+
+
 @dataclass
 class _Served:
     formats: list[dict[str, Any]]
     fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A client whose formats yt-dlp leaves out, saying why as yt-dlp 2026.10.26 does:
+    "pot" (they need a GVS PO token; debug level, as for yt-dlp's default clients) or "sabr"
+    (no URL: SABR-only; a warning)."""
+
+    why: str  # "pot" | "sabr"
+
+    def report(self, ie: InfoExtractor, ytid: str, client: str) -> None:
+        if self.why == "pot":
+            ie.write_debug(f"{ytid}: {client} client https formats require a GVS PO Token which was not provided. "
+                           "They will be skipped as they may yield HTTP Error 403. You can manually pass a GVS PO "
+                           f"Token for this client with --extractor-args \"youtube:po_token={client}.gvs+XXX\". "
+                           "For more information, refer to  https://github.com/yt-dlp/yt-dlp/wiki/PO-Token-Guide")
+        else:
+            ie.report_warning(f"Some {client} client https formats have been skipped as they are missing a URL. "
+                              "YouTube may have enabled the SABR-only streaming experiment for the current session. "
+                              "See  https://github.com/yt-dlp/yt-dlp/issues/12482  for more details", ytid)
 
 
 class FakeYoutubeIE(InfoExtractor):
@@ -140,7 +173,13 @@ class FakeYoutubeIE(InfoExtractor):
         super().__init__(downloader)
         self._lock = threading.Lock()
         self._script: dict[str, Refusal | _Served] = {}
+        self._by_client: dict[str, dict[str, Refusal | _Served | Skipped]] = {}
         self.extractions: list[str] = []  # IDs in the order they were asked for
+        self.clients_asked: list[tuple[str, str]] = []  # (ID, player client) per extraction
+
+    @classmethod
+    def ie_key(cls) -> str:
+        return "Youtube"  # info["extractor_key"] and extractor_args "youtube:..." as for the real one
 
     @classmethod
     def watch_url(cls, ytid: str) -> str:
@@ -159,15 +198,35 @@ class FakeYoutubeIE(InfoExtractor):
         with self._lock:
             self._script[ytid] = _Served(formats=[dict(f) for f in formats], fields=dict(info_fields))
 
+    def serve_clients(self, ytid: str, by_client: Mapping[str, list[dict[str, Any]] | Refusal | str | Skipped],
+                      **info_fields: Any) -> None:
+        """Per player client asked for (``extractor_args`` ``youtube:player_client``, "default" when
+        none is): formats, a refusal (a Refusal or REFUSALS key), or Skipped("pot"/"sabr"). A client
+        not named gets no formats (yt-dlp then says "No video formats found!")."""
+        table: dict[str, Refusal | _Served | Skipped] = {}
+        for client, entry in by_client.items():
+            if isinstance(entry, str):
+                entry = REFUSALS[entry]
+            table[client] = _Served([dict(f) for f in entry], dict(info_fields)) if isinstance(entry, list) else entry
+        with self._lock:
+            self._by_client[ytid] = table
+
     def serve_url(self, ytid: str, url: str, ext: str, *, duration: float | None = None,
                   filesize: int | None = None) -> None:
         self.serve(ytid, [audio_format(url, ext, filesize=filesize)], duration=duration)
 
     def _real_extract(self, url: str) -> dict[str, Any]:
         ytid = self._match_id(url)
+        client = (self._configuration_arg("player_client", ie_key="youtube") or ["default"])[0]
         with self._lock:
             self.extractions.append(ytid)
-            entry = self._script.get(ytid, REFUSALS["unavailable"])
+            self.clients_asked.append((ytid, client))
+            by_client = self._by_client.get(ytid)
+            entry = (by_client.get(client, _Served(formats=[])) if by_client is not None
+                     else self._script.get(ytid, REFUSALS["unavailable"]))
+        if isinstance(entry, Skipped):
+            entry.report(self, ytid, client)
+            entry = _Served(formats=[])
         if isinstance(entry, Refusal):
             if entry.geo_countries is not None:
                 self.raise_geo_restricted(entry.message, list(entry.geo_countries), metadata_available=True)

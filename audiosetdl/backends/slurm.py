@@ -21,10 +21,12 @@ import sys
 import time
 from typing import Callable
 
+from audiosetdl.backends.sinfo import check_cluster
 from audiosetdl.config import ConfigError, SlurmOptions
+from audiosetdl.download.pacing import describe_budget
 from audiosetdl.plan import load_plan
 from audiosetdl.rundir import RunDir, write_json_atomic
-from audiosetdl.status import STAGES, active_tasks, jobs_path, read_submissions, task_state, unfinished
+from audiosetdl.status import STAGES, active_tasks, jobs_path, read_submissions, run_status, task_state, unfinished
 
 SIGNAL_DELAY_S = 120  # the time-limit warning comes this long before the limit
 MAX_REQUEUES = 3  # requeues after time limits (submitit's max_num_timeout)
@@ -114,6 +116,8 @@ def submit(run: RunDir, stages, slurm: SlurmOptions, download_options, extract_o
     if not stages or set(stages) - set(STAGES):
         raise ConfigError(f"--stages {','.join(stages)}: choose from {', '.join(STAGES)}")
     plan = load_plan(run)
+    if not dry_run:
+        check_cluster(stages, slurm, out)  # a request no node can satisfy would pend forever
     busy = active_tasks(run)
     if busy:
         out(f"not submitting tasks still queued or running in SLURM (scancel them first): {sorted(busy)}")
@@ -124,6 +128,11 @@ def submit(run: RunDir, stages, slurm: SlurmOptions, download_options, extract_o
     late = [i for i in download if resume and (task_state(run, i) or {}).get("state") == "rate_limited"]
     groups = [(tasks, begin) for tasks, begin in (([i for i in download if i not in late], None),
                                                  (late, slurm.rate_limited_delay)) if tasks]
+    if download and download_options is not None:  # the run-wide egress budget bounds the whole array
+        parallel = min(slurm.array_parallelism or len(download), len(download))
+        left = sum(t.segments - t.ok for t in run_status(run, download).tasks)  # clips not done yet
+        for line in describe_budget(left, download_options, parallel):
+            out(line)
     functions = {stage: (stage_functions or {}).get(stage) or _stage_function(stage) for stage in stages}
     options = {"download": download_options, "extract": extract_options}
     history = read_submissions(run) + [{"at": time.time(), "stages": stages, "resume": resume, "jobs": []}]

@@ -124,7 +124,13 @@ def _split_row(line: str) -> list[str]:
             and '"' not in parts[3][1:-1]:
         parts[3] = parts[3][1:-1]
         return parts
-    return [p.strip() for p in next(csv.reader([line], skipinitialspace=True))]
+    try:  # strict: otherwise csv quietly closes a quote left open at the end of the line
+        fields = next(csv.reader([line], skipinitialspace=True, strict=True))
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            raise ValueError('unterminated quote: the row ends inside a "quoted" field (a truncated line?)') from None
+        fields = next(csv.reader([line], skipinitialspace=True))  # e.g. a space after a closing quote: tolerated
+    return [p.strip() for p in fields]
 
 
 def _parse_time(text: str, what: str) -> float:

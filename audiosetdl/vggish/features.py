@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from audiosetdl.tfenv import import_tensorflow
 from audiosetdl.vggish import params
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -158,7 +159,7 @@ def waveform_to_examples(samples: np.ndarray, sample_rate: int = params.SAMPLE_R
 
 @functools.lru_cache(maxsize=1)
 def _tf_front_end():
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     mel = tf.constant(mel_matrix(), dtype=tf.float64)
     window = tf.constant(periodic_hann(), dtype=tf.float64)
@@ -185,7 +186,7 @@ def log_mel_tf(waveforms: "tf.Tensor | np.ndarray") -> "tf.Tensor":
     Clips in a batch share a length; a shorter clip padded with anything at its end gives the
     same frames as alone, plus extra ones past `num_frames(its length)` to be dropped.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     waveforms = tf.convert_to_tensor(waveforms, dtype=tf.float32)
     if waveforms.shape.rank != 2:
@@ -200,7 +201,7 @@ def examples_tf(waveforms: "tf.Tensor | np.ndarray") -> "tf.Tensor":
 
     Use `num_examples(length)` to keep only a padded clip's own examples.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     log_mel = log_mel_tf(waveforms)
     if log_mel.shape[1] is not None and log_mel.shape[1] < params.EXAMPLE_FRAMES:

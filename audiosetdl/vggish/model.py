@@ -22,12 +22,17 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-import numpy as np
-import tensorflow as tf
+import logging
 
+import numpy as np
+
+from audiosetdl.tfenv import device_description, import_tensorflow
 from audiosetdl.vggish import features, params
 from audiosetdl.vggish.modelfiles import CheckpointError, FETCH_HINT, ModelFiles, locate_models
 from audiosetdl.vggish.postprocess import PCAParams, PCAParamsError, postprocess
+
+tf = import_tensorflow()  # quietly (audiosetdl.tfenv)
+log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = params.DEFAULT_BATCH_SIZE
 
@@ -164,6 +169,7 @@ class Embedder:
         self.device = device or default_device()
         with tf.device(self.device):
             self.model = VGGish(weights)
+        log.info("VGGish on %s", device_description(self.device))
 
     @classmethod
     def from_models_dir(cls, models_dir: str | Path | None = None, **options) -> "Embedder":

@@ -51,13 +51,15 @@ def smoke_test(
 
     Missing or broken model files are reported (ok False), not raised.
     """
-    from audiosetdl.vggish.model import CheckpointError, Embedder
-    from audiosetdl.vggish.modelfiles import ModelFilesError
+    from audiosetdl.vggish.modelfiles import CheckpointError, ModelFilesError, locate_models
     from audiosetdl.vggish.postprocess import PCAParamsError
 
     lines = ["Testing the VGGish install"]
     try:
-        embedder = Embedder.from_models_dir(models_dir, device=device)
+        files = locate_models(models_dir)  # before TensorFlow loads: a missing file answers at once
+        from audiosetdl.vggish.model import Embedder
+
+        embedder = Embedder(files.checkpoint, files.pca_params, device=device)
     except (ModelFilesError, CheckpointError, PCAParamsError) as exc:
         lines.append(f"FAILED: {exc}")
         return False, "\n".join(lines)

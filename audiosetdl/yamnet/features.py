@@ -31,13 +31,14 @@ import functools
 
 import numpy as np
 
+from audiosetdl.tfenv import import_tensorflow
 from audiosetdl.vggish.features import frame, stft_magnitude, to_mono_16k
 from audiosetdl.yamnet import params
 
 
 @functools.lru_cache(maxsize=1)
 def _mel_matrix_cached() -> np.ndarray:
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     weights = tf.signal.linear_to_mel_weight_matrix(
         num_mel_bins=params.NUM_MEL_BINS, num_spectrogram_bins=params.NUM_SPECTROGRAM_BINS,

@@ -29,13 +29,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-import numpy as np
-import tensorflow as tf
+import logging
 
+import numpy as np
+
+from audiosetdl.tfenv import device_description, import_tensorflow
 from audiosetdl.vggish.model import configure_gpu_memory_growth, default_device
 from audiosetdl.yamnet import features, params
 from audiosetdl.yamnet.modelfiles import locate_models
 from audiosetdl.yamnet.weightsfile import BN_WEIGHTS, WeightsError, expected_weights, read_weights
+
+tf = import_tensorflow()  # quietly (audiosetdl.tfenv)
+log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = params.DEFAULT_BATCH_SIZE
 
@@ -140,6 +145,7 @@ class Embedder:
         self.device = device or default_device()
         with tf.device(self.device):
             self.model = YAMNet(weights)
+        log.info("YAMNet on %s", device_description(self.device))
 
     def embed(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, 96, 64) patches -> (embeddings float32 (N, 1024), scores float32 (N, 521)), in batches."""
