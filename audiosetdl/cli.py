@@ -22,13 +22,15 @@ from audiosetdl.plan import PlanError, build_plan, describe, split_csv, write_pl
 from audiosetdl.rundir import RunDir
 from audiosetdl.vggish.modelfiles import CheckpointError
 from audiosetdl.vggish.postprocess import PCAParamsError
+from audiosetdl.yamnet.classmap import ClassMapError
+from audiosetdl.yamnet.weightsfile import WeightsError
 from audiosetdl.status import outcome_table, run_status
 
 log = logging.getLogger("audiosetdl")
 
 # Exceptions that mean "your input is wrong", shown without a traceback.
 USER_ERRORS = (ConfigError, PlanError, SegmentFormatError, ClassSelectionError, FetchError, FileNotFoundError,
-               CheckpointError, PCAParamsError)
+               CheckpointError, PCAParamsError, WeightsError, ClassMapError)
 
 
 def cmd_plan(args: argparse.Namespace, cfg: dict) -> int:
@@ -108,6 +110,12 @@ def cmd_run(args: argparse.Namespace, cfg: dict) -> int:
 
 
 def cmd_fetch_models(args: argparse.Namespace, cfg: dict) -> int:
+    if args.model == "yamnet":
+        from audiosetdl.yamnet.modelfiles import fetch_models
+
+        files = fetch_models(args.dir)
+        print(f"{files.weights}\n{files.class_map}")
+        return 0
     from audiosetdl.vggish.modelfiles import fetch_models
 
     files = fetch_models(args.dir)
@@ -116,7 +124,10 @@ def cmd_fetch_models(args: argparse.Namespace, cfg: dict) -> int:
 
 
 def cmd_smoke_test(args: argparse.Namespace, cfg: dict) -> int:
-    from audiosetdl.vggish.smoke import smoke_test
+    if args.model == "yamnet":
+        from audiosetdl.yamnet.smoke import smoke_test
+    else:
+        from audiosetdl.vggish.smoke import smoke_test
 
     ok, report = smoke_test(args.models, device=args.device)
     print(report)
@@ -217,10 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_options(p, DownloadOptions)
     p.set_defaults(func=cmd_download)
 
-    p = sub.add_parser("extract", parents=[common, one_task], help="VGGish embeddings of a plan's clips, as TFRecords",
+    p = sub.add_parser("extract", parents=[common, one_task],
+                       help="VGGish (or YAMNet) embeddings of a plan's clips, as TFRecords",
                        description="Embed each task's clips with VGGish (official checkpoint, PCA and 8-bit "
-                                   "quantization as released) into RUN/embeddings/<subset>/<XX>.tfrecord. Reruns skip "
-                                   "keys whose clips are unchanged.")
+                                   "quantization as released) into RUN/embeddings/<subset>/<XX>.tfrecord, or with "
+                                   "--model yamnet into RUN/yamnet/<subset>/<XX>.tfrecord (1024-d embeddings and 521 "
+                                   "class scores every 0.48 s). Reruns skip keys whose clips are unchanged.")
     config.add_options(p, ExtractOptions)
     p.set_defaults(func=cmd_extract)
 
@@ -237,21 +250,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("embed", parents=[common], help="embed arbitrary audio files into one TFRecord",
                        description="Decode audio or video files with ffmpeg (16 kHz mono, soxr), embed them with "
-                                   "VGGish and write one AudioSet-schema record per file (video_id = file stem).")
+                                   "VGGish (or --model yamnet) and write one AudioSet-schema record per file "
+                                   "(video_id = file stem).")
     p.add_argument("audio", nargs="+", help="audio or video files")
     p.add_argument("--out", "-o", required=True, metavar="FILE.tfrecord", help="TFRecord to write")
     config.add_options(p, ExtractOptions)
     p.set_defaults(func=cmd_embed)
 
-    p = sub.add_parser("fetch-models", parents=[common], help="download the official VGGish checkpoint and PCA file",
-                       description="Download vggish_model.ckpt and vggish_pca_params.npz from Google's bucket "
-                                   "(resumable). Point --models (or AUDIOSETDL_MODELS) at DIR afterwards.")
+    model_choice = argparse.ArgumentParser(add_help=False)
+    model_choice.add_argument("--model", choices=config.MODELS, default="vggish",
+                              help="which model's files: vggish or yamnet (default: vggish)")
+    p = sub.add_parser("fetch-models", parents=[common, model_choice],
+                       help="download the official VGGish (or YAMNet) model files",
+                       description="Download vggish_model.ckpt and vggish_pca_params.npz from Google's bucket, or "
+                                   "with --model yamnet yamnet.h5 (Google's bucket) and yamnet_class_map.csv (the "
+                                   "tensorflow/models repository); resumable. Point --models (or AUDIOSETDL_MODELS) "
+                                   "at DIR afterwards.")
     p.add_argument("dir", nargs="?", help="directory (default: $AUDIOSETDL_MODELS, else ~/.cache/audiosetdl/models)")
     p.set_defaults(func=cmd_fetch_models)
 
-    p = sub.add_parser("smoke-test", parents=[common], help="check the VGGish install like the reference smoke test",
-                       description="3 s of a 1 kHz sine -> 3 examples -> embeddings whose statistics must match the "
-                                   "official checkpoint's within 10%%. Prints 'Looks Good To Me' on success.")
+    p = sub.add_parser("smoke-test", parents=[common, model_choice],
+                       help="check the VGGish (or YAMNet) install like the reference's own test",
+                       description="VGGish: 3 s of a 1 kHz sine -> 3 examples -> embeddings whose statistics must "
+                                   "match the official checkpoint's within 10%%. YAMNet (--model yamnet): 3 s of "
+                                   "zeros, noise and a 440 Hz sine -> 6 patches each, with Silence, White noise and "
+                                   "Sine wave in the top 10 classes. Prints 'Looks Good To Me' on success.")
     p.add_argument("--models", metavar="DIR", help="models directory (default: $AUDIOSETDL_MODELS, else "
                                                      "~/.cache/audiosetdl/models)")
     p.add_argument("--device", help="TensorFlow device (default: the first GPU, else the CPU)")

@@ -17,7 +17,11 @@ from typing import Any
 
 import yaml
 
+from audiosetdl.rundir import EMBEDDINGS_DIRS
 from audiosetdl.vggish.params import DEFAULT_BATCH_SIZE
+from audiosetdl.yamnet.params import OUTPUT_DTYPES as YAMNET_DTYPES
+
+MODELS = tuple(EMBEDDINGS_DIRS)  # the embedding models, by name: vggish, yamnet
 
 # yt-dlp's own clients first ("default": its _DEFAULT_CLIENTS, tv_samsung, visionos and web in
 # 2026.10.26), then clients that need no PO token (field notes): web_safari for its HLS formats,
@@ -101,16 +105,24 @@ class DownloadOptions:
 
 @dataclass(frozen=True)
 class ExtractOptions:
-    """How a task's clips become VGGish embeddings in AudioSet-schema TFRecords."""
+    """How a task's clips become VGGish (or YAMNet) embeddings in AudioSet-schema TFRecords."""
 
     SECTION: typing.ClassVar[str] = "extract"
 
-    models: str | None = option(None, "directory with vggish_model.ckpt and vggish_pca_params.npz (default: "
-                                      "$AUDIOSETDL_MODELS, else ~/.cache/audiosetdl/models)", metavar="DIR")
-    batch_size: int = option(DEFAULT_BATCH_SIZE, "examples (0.96 s each) per model call, batched across clips")
+    model: str = option("vggish", "embedding model: vggish (RUN/embeddings/, the released AudioSet bytes) or yamnet "
+                                  "(RUN/yamnet/: 1024-d embeddings and 521 class scores every 0.48 s)",
+                        choices=MODELS)
+    models: str | None = option(None, "directory with the model files: vggish_model.ckpt and vggish_pca_params.npz, "
+                                      "or yamnet.h5 and yamnet_class_map.csv (default: $AUDIOSETDL_MODELS, else "
+                                      "~/.cache/audiosetdl/models)", metavar="DIR")
+    batch_size: int = option(DEFAULT_BATCH_SIZE, "examples (VGGish) or patches (YAMNet), 0.96 s each, per model "
+                                                 "call, batched across clips")
     device: str | None = option(None, "TensorFlow device, e.g. /GPU:0 or /CPU:0 (default: the first GPU, else the CPU)")
     decode_threads: int = option(2, "threads decoding clips and computing log-mel features while the model runs")
     yt8m_id: bool = option(True, "also write context 'id' (= video_id) so YouTube-8M's starter code reads the files")
+    yamnet_dtype: str = option("float32", "float type of the YAMNet embeddings and scores written: float32 (what "
+                                          "the network computes) or float16 (half the size)",
+                               choices=tuple(YAMNET_DTYPES))
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,14 @@
-"""The extract stage: one task's clips -> VGGish embeddings -> one TFRecord per key.
+"""The extract stage: one task's clips -> VGGish or YAMNet embeddings -> one TFRecord per key.
 
 `run_task(run, index, options)` is the one callable per shard. For each (subset, prefix) key
-of the task it writes `RUN/embeddings/<subset>/<XX>.tfrecord` (records sorted by ID and start,
-in the released AudioSet schema) and then its marker `<XX>.done.json`, which names the set of
+of the task it writes `RUN/embeddings/<subset>/<XX>.tfrecord` (VGGish: records sorted by ID
+and start, in the released AudioSet schema) or `RUN/yamnet/<subset>/<XX>.tfrecord` (YAMNet:
+`audiosetdl.yamnet_tfrecords`), and then its marker `<XX>.done.json`, which names the set of
 clips the file was made from: a rerun skips keys whose clips are unchanged and rewrites the
-others. Threads decode clips and compute log-mel examples while the model runs on full
-batches assembled across clips. A clip too short for one 0.96 s example is recorded in the
-task's ledger as `too_short`.
+others. Threads decode clips and compute log-mel inputs while the model runs on full batches
+assembled across clips; what is model-specific lives in `audiosetdl.extract_models`. A clip
+too short for one 0.96 s VGGish example is recorded in the task's ledger as `too_short`
+(YAMNet pads every clip to at least one patch, as its reference does).
 
 `embed_files` does the same for arbitrary audio files (`audiosetdl embed`).
 """
@@ -15,14 +17,13 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import functools
 import hashlib
 import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -30,13 +31,13 @@ from tqdm import tqdm
 from audiosetdl.audio import clip_is_valid, decode_any, read_clip
 from audiosetdl.config import ExtractOptions
 from audiosetdl.download.errors import Reason
+from audiosetdl.extract_models import ADAPTERS, check_model_files, make_adapter  # noqa: F401 (check_model_files: cli's)
 from audiosetdl.ledger import FAILED, Attempt, LedgerWriter
 from audiosetdl.metadata.ontology import ClassIndex
 from audiosetdl.metadata.segments import Segment
 from audiosetdl.plan import Plan, PlanError, load_plan, load_task
 from audiosetdl.rundir import RunDir, clip_stem, write_json_atomic
-from audiosetdl.vggish.features import waveform_to_examples
-from audiosetdl.vggish.modelfiles import locate_models
+from audiosetdl.vggish.params import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -62,35 +63,12 @@ class _Item:
     segment: Segment
     path: Path
     examples: np.ndarray | None = None
-    embedding: np.ndarray | None = None  # uint8 (N, 128) once done
+    embedding: np.ndarray | None = None  # the model's output rows once done (VGGish: uint8 (N, 128))
 
 
-# Each model's file check, by name: `locate(models_dir)` returns its files or raises a FileNotFoundError
-# that says how to get them. It runs before TensorFlow is imported, so a missing file answers at once.
-MODEL_FILES: dict[str, Callable[[str | None], object]] = {"vggish": locate_models}
-
-
-def check_model_files(options: ExtractOptions, model: str = "vggish"):
-    """The chosen model's files in `options.models`; its error if one is missing (TensorFlow not imported)."""
-    return MODEL_FILES[model](options.models)
-
-
-def make_embedder(options: ExtractOptions):
-    """The model for these options, loaded once per process (a local run extracts task after task)."""
-    check_model_files(options)
-    return _embedder(options.models, options.batch_size, options.device)
-
-
-@functools.lru_cache(maxsize=1)
-def _embedder(models: str | None, batch_size: int, device: str | None):
-    from audiosetdl.vggish.model import Embedder
-
-    return Embedder.from_models_dir(models, batch_size=batch_size, device=device)
-
-
-def _fingerprint(items: list[_Item]) -> str:
-    return hashlib.sha256("\n".join(clip_stem(i.segment.ytid, i.segment.start, i.segment.end)
-                                    for i in items).encode()).hexdigest()
+def _fingerprint(items: list[_Item], signature: str = "") -> str:
+    stems = [clip_stem(i.segment.ytid, i.segment.start, i.segment.end) for i in items]
+    return hashlib.sha256("\n".join(stems + ([signature] if signature else [])).encode()).hexdigest()
 
 
 def _load_labels(run: RunDir, plan: Plan) -> dict[str, int] | None:
@@ -103,15 +81,19 @@ def _load_labels(run: RunDir, plan: Plan) -> dict[str, int] | None:
     return ClassIndex.load(run.labels_path).index_of
 
 
-def check_extractable(run: RunDir, options: ExtractOptions, model: str = "vggish") -> None:
+def check_extractable(run: RunDir, options: ExtractOptions, model: str | None = None) -> None:
     """What `extract` will need, checked before anything starts (`run`, `submit`): a plan, its class index
-    (unless planned with --no-labels) and the chosen model's files."""
+    (unless planned with --no-labels) and the chosen model's files (`model`, else `options.model`)."""
     _load_labels(run, load_plan(run))
     check_model_files(options, model)
 
 
 def run_task(run: RunDir, index: int, options: ExtractOptions, *, embedder=None, progress: bool = True) -> ExtractSummary:
-    """Embed one task's downloaded clips into its keys' TFRecords (skipping keys already done)."""
+    """Embed one task's downloaded clips into its keys' TFRecords (skipping keys already done).
+
+    `embedder`, when given, is the loaded model of `options.model` (a `vggish` or `yamnet`
+    `Embedder`); otherwise it is loaded from `options.models`.
+    """
     began = time.monotonic()
     plan = load_plan(run)
     segments = load_task(run, plan, index)
@@ -125,26 +107,25 @@ def run_task(run: RunDir, index: int, options: ExtractOptions, *, embedder=None,
     todo: list[tuple[tuple[str, str], list[_Item]]] = []
     for key in plan.tasks[index].keys:
         items = by_key.get(key, [])
-        marker = run.embeddings_marker(*key)
-        if marker.exists() and json.loads(marker.read_text()).get("fingerprint") == _fingerprint(items):
+        marker = run.embeddings_marker(*key, model=options.model)
+        signature = ADAPTERS[options.model].signature(options)
+        if marker.exists() and json.loads(marker.read_text()).get("fingerprint") == _fingerprint(items, signature):
             summary.keys_unchanged += 1
         else:
             todo.append((key, items))
     if todo:
-        embedder = embedder or make_embedder(options)
+        adapter = make_adapter(options, embedder)
         total = sum(len(items) for _, items in todo)
         with LedgerWriter(run.ledger_path(index)) as ledger, \
                 tqdm(total=total, desc=f"extract {index:05d}", unit="clip", disable=not progress) as bar:
-            for key, items in _embed_keys(todo, embedder, options, bar):
-                _write_key(run, key, items, label_index, options, ledger, summary)
+            for key, items in _embed_keys(todo, adapter, options, bar):
+                _write_key(run, key, items, label_index, adapter, ledger, summary)
     summary.seconds = time.monotonic() - began
     return summary
 
 
-def _write_key(run: RunDir, key, items: list[_Item], label_index: dict[str, int] | None, options: ExtractOptions,
+def _write_key(run: RunDir, key, items: list[_Item], label_index: dict[str, int] | None, adapter,
                ledger: LedgerWriter, summary: ExtractSummary) -> None:
-    from audiosetdl import tfrecords
-
     records, too_short = [], []
     for item in items:
         segment = item.segment
@@ -152,18 +133,18 @@ def _write_key(run: RunDir, key, items: list[_Item], label_index: dict[str, int]
             too_short.append(segment.ytid)
             ledger.append(Attempt(segment.ytid, segment.subset, segment.start, segment.end, FAILED,
                                   reason=Reason.TOO_SHORT.value, permanent=True,
-                                  message="clip shorter than one 0.96 s VGGish example"))
+                                  message=adapter.too_short))
             continue
         labels = [] if label_index is None else sorted({label_index[m] for m in segment.labels if m in label_index})
-        records.append(tfrecords.EmbeddingRecord(segment.ytid, segment.start, segment.end, tuple(labels),
-                                                 item.embedding))
-    path = run.embeddings_path(*key)
+        records.append(adapter.record(segment.ytid, segment.start, segment.end, labels, item.embedding))
+    path = run.embeddings_path(*key, model=adapter.name)
     if records:
-        tfrecords.write(path, records, include_id=options.yt8m_id)
+        adapter.write(path, records)
     elif path.exists():
         path.unlink()  # the key's clips changed and none is left
-    write_json_atomic(run.embeddings_marker(*key), {
-        "fingerprint": _fingerprint(items), "clips": len(items), "records": len(records),
+    fingerprint = _fingerprint(items, adapter.signature(adapter.options))
+    write_json_atomic(run.embeddings_marker(*key, model=adapter.name), {
+        "fingerprint": fingerprint, "clips": len(items), "records": len(records),
         "examples": int(sum(len(r.embedding) for r in records)), "too_short": too_short,
     })
     summary.keys_written += 1
@@ -172,10 +153,10 @@ def _write_key(run: RunDir, key, items: list[_Item], label_index: dict[str, int]
     summary.too_short += len(too_short)
 
 
-def _decoded(items: Iterable[_Item], threads: int) -> Iterator[_Item]:
-    """Items with their log-mel examples, in order, decoded by `threads` threads ahead of use."""
+def _decoded(items: Iterable[_Item], threads: int, features) -> Iterator[_Item]:
+    """Items with their model inputs (`features(samples)`), in order, decoded by `threads` threads ahead of use."""
     def decode(item: _Item) -> _Item:
-        item.examples = waveform_to_examples(read_clip(item.path))
+        item.examples = features(read_clip(item.path))
         return item
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
@@ -188,8 +169,8 @@ def _decoded(items: Iterable[_Item], threads: int) -> Iterator[_Item]:
             yield window.popleft().result()
 
 
-def _embed_keys(todo, embedder, options: ExtractOptions, bar) -> Iterator[tuple[tuple[str, str], list[_Item]]]:
-    """Yield each key with its items' uint8 embeddings, in order, as soon as the key is complete.
+def _embed_keys(todo, adapter, options: ExtractOptions, bar) -> Iterator[tuple[tuple[str, str], list[_Item]]]:
+    """Yield each key with its items' model outputs, in order, as soon as the key is complete.
 
     Examples of consecutive clips are concatenated and the model always runs on full batches
     (except the last): far faster than one call per clip, as the reference demo does.
@@ -206,7 +187,7 @@ def _embed_keys(todo, embedder, options: ExtractOptions, bar) -> Iterator[tuple[
     released = 0  # items of `flat` already yielded with their key
 
     def run_batch(examples: np.ndarray) -> None:
-        embedded = embedder.postprocess(embedder.embed(examples))
+        embedded = adapter.run(examples)
         offset = 0
         while offset < len(embedded):
             entry = unembedded[0]
@@ -230,13 +211,13 @@ def _embed_keys(todo, embedder, options: ExtractOptions, bar) -> Iterator[tuple[
             group = [item for _, item in flat[released:end]]
             for item in group:
                 pieces = parts.pop(id(item), [])
-                item.embedding = np.concatenate(pieces) if pieces else np.zeros((0, 128), np.uint8)
+                item.embedding = np.concatenate(pieces) if pieces else np.zeros((0, adapter.width), adapter.dtype)
                 item.examples = None
             bar.update(len(group))
             released = end
             yield key, group
 
-    for item in _decoded((item for _, item in flat), options.decode_threads):
+    for item in _decoded((item for _, item in flat), options.decode_threads, adapter.features):
         decoded += 1
         if len(item.examples):
             unembedded.append([item, len(item.examples)])
@@ -254,16 +235,14 @@ def _embed_keys(todo, embedder, options: ExtractOptions, bar) -> Iterator[tuple[
 
 def embed_files(paths: list[Path], out: Path, options: ExtractOptions, *, embedder=None) -> int:
     """`audiosetdl embed`: arbitrary audio files -> one TFRecord (video_id = file stem, no labels)."""
-    embedder = embedder or make_embedder(options)  # first: it checks the model files before TensorFlow loads
-    from audiosetdl import tfrecords
-
+    adapter = make_adapter(options, embedder)  # first: it checks the model files before TensorFlow loads
     records = []
     for path in paths:
         samples = decode_any(Path(path))
-        embedding = embedder.postprocess(embedder.embed(waveform_to_examples(samples)))
-        if len(embedding) == 0:
+        rows = adapter.run(adapter.features(samples))
+        if len(rows) == 0:
             log.warning("%s: shorter than one 0.96 s example; skipped", path)
             continue
-        records.append(tfrecords.EmbeddingRecord(Path(path).stem, 0.0, len(samples) / 16000, (), embedding))
-    tfrecords.write(out, records, include_id=options.yt8m_id)
+        records.append(adapter.record(Path(path).stem, 0.0, len(samples) / SAMPLE_RATE, (), rows))
+    adapter.write(out, records)
     return len(records)

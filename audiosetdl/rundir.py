@@ -11,6 +11,7 @@ machine that mounts it, and be rerun:
     RUN/status/NNNNN.state.json                how the task's last download run ended
     RUN/embeddings/<subset>/<XX>.tfrecord      one TFRecord per (subset, prefix) key
     RUN/embeddings/<subset>/<XX>.done.json     completion marker of that key
+    RUN/yamnet/<subset>/<XX>.tfrecord, .done.json   the same for YAMNet (`extract --model yamnet`)
     RUN/pacing/<identity>/NNNNNNNNNNNN         egress budget tickets (see `audiosetdl.download.pacing`)
     RUN/logs/, RUN/slurm/                      logs
 
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import IO, Iterator
 
 TEMP_MARK = ".part-"  # every temporary file's name contains this; sweep_temp() removes them
+# Embedding model (`extract --model`) -> the run directory's folder of its TFRecords.
+EMBEDDINGS_DIRS = {"vggish": "embeddings", "yamnet": "yamnet"}
 
 
 def task_name(index: int) -> str:
@@ -89,11 +92,11 @@ class RunDir:
         return self.root / "pacing"
 
     # --- extract ---
-    def embeddings_path(self, subset: str, prefix: str) -> Path:
-        return self.root / "embeddings" / subset / f"{prefix}.tfrecord"
+    def embeddings_path(self, subset: str, prefix: str, model: str = "vggish") -> Path:
+        return self.root / EMBEDDINGS_DIRS[model] / subset / f"{prefix}.tfrecord"
 
-    def embeddings_marker(self, subset: str, prefix: str) -> Path:
-        return self.root / "embeddings" / subset / f"{prefix}.done.json"
+    def embeddings_marker(self, subset: str, prefix: str, model: str = "vggish") -> Path:
+        return self.root / EMBEDDINGS_DIRS[model] / subset / f"{prefix}.done.json"
 
     # --- logs ---
     @property

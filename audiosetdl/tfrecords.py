@@ -40,11 +40,14 @@ __all__ = [
     "parse_sequence_example",
     "parse_youtube8m",
     "read",
+    "read_context",
     "read_serialized",
     "serialize",
     "to_dataframe",
     "to_sequence_example",
     "write",
+    "write_context",
+    "write_serialized",
     "youtube8m_feature_spec",
     "youtube8m_problems",
 ]
@@ -100,9 +103,9 @@ class EmbeddingRecord:
 # --- protobuf <-> record -------------------------------------------------------------------
 
 
-def to_sequence_example(record: EmbeddingRecord, *, include_id: bool = True) -> tf.train.SequenceExample:
-    """The AudioSet SequenceExample of a record (with YouTube-8M's `id` unless told not to)."""
-    example = tf.train.SequenceExample()
+def write_context(example: tf.train.SequenceExample, record, *, include_id: bool = True) -> tf.train.SequenceExample:
+    """Fill the AudioSet context (video_id, start, end, labels, optional id) from any record
+    with `video_id`, `start`, `end` and `labels`; returns `example`."""
     context = example.context.feature
     video_id = record.video_id.encode("utf-8")
     context[VIDEO_ID].bytes_list.value.append(video_id)
@@ -111,14 +114,11 @@ def to_sequence_example(record: EmbeddingRecord, *, include_id: bool = True) -> 
     context[LABELS].int64_list.value.extend(record.labels)
     if include_id:
         context[YOUTUBE8M_ID].bytes_list.value.append(video_id)
-    frames = example.feature_lists.feature_list[AUDIO_EMBEDDING].feature
-    for row in record.embedding:
-        frames.add().bytes_list.value.append(row.tobytes())
     return example
 
 
-def from_sequence_example(example: tf.train.SequenceExample) -> EmbeddingRecord:
-    """The record of an AudioSet SequenceExample; ValueError naming what is wrong otherwise."""
+def read_context(example: tf.train.SequenceExample) -> tuple[str, float, float, tuple[int, ...]]:
+    """(video_id, start, end, labels) of an AudioSet-schema SequenceExample."""
     context = example.context.feature
     try:
         video_id = _single(context[VIDEO_ID].bytes_list.value, VIDEO_ID).decode("utf-8")
@@ -127,6 +127,21 @@ def from_sequence_example(example: tf.train.SequenceExample) -> EmbeddingRecord:
     except KeyError as exc:
         raise ValueError(f"not an AudioSet record: context feature {exc} is missing") from None
     labels = tuple(context[LABELS].int64_list.value) if LABELS in context else ()
+    return video_id, start, end, labels
+
+
+def to_sequence_example(record: EmbeddingRecord, *, include_id: bool = True) -> tf.train.SequenceExample:
+    """The AudioSet SequenceExample of a record (with YouTube-8M's `id` unless told not to)."""
+    example = write_context(tf.train.SequenceExample(), record, include_id=include_id)
+    frames = example.feature_lists.feature_list[AUDIO_EMBEDDING].feature
+    for row in record.embedding:
+        frames.add().bytes_list.value.append(row.tobytes())
+    return example
+
+
+def from_sequence_example(example: tf.train.SequenceExample) -> EmbeddingRecord:
+    """The record of an AudioSet SequenceExample; ValueError naming what is wrong otherwise."""
+    video_id, start, end, labels = read_context(example)
     frames = example.feature_lists.feature_list[AUDIO_EMBEDDING].feature
     values = [_single(frame.bytes_list.value, AUDIO_EMBEDDING) for frame in frames]
     if any(len(value) != EMBEDDING_SIZE for value in values):
@@ -155,11 +170,16 @@ def _single(values, name: str):
 
 def write(path: str | Path, records: Iterable[EmbeddingRecord], *, include_id: bool = True) -> int:
     """Write records to one TFRecord file, atomically; return how many were written."""
+    return write_serialized(path, (serialize(record, include_id=include_id) for record in records))
+
+
+def write_serialized(path: str | Path, serialized: Iterable[bytes]) -> int:
+    """Write serialized records to one TFRecord file, atomically; return how many were written."""
     count = 0
     with atomic_path(Path(path)) as temporary:
         with tf.io.TFRecordWriter(str(temporary)) as writer:
-            for record in records:
-                writer.write(serialize(record, include_id=include_id))
+            for value in serialized:
+                writer.write(value)
                 count += 1
     return count
 
