@@ -83,7 +83,7 @@ class RunDir:
         return self.status_dir / f"{task_name(index)}.jsonl"
 
     def task_state_path(self, index: int) -> Path:
-        """How the download task's last run ended (see `audiosetdl.download.stage.TaskSummary`)."""
+        """How the download task's last run ended (see `audiosetdl.download.resume.TaskSummary`)."""
         return self.status_dir / f"{task_name(index)}.state.json"
 
     @property
@@ -159,6 +159,14 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def scratch_beside(beside: Path, suffix: str) -> Path:
+    """A new empty temporary file beside `beside` (named so that `sweep_temp` finds a leftover)."""
+    fd, name = tempfile.mkstemp(prefix=f"{beside.stem.split(TEMP_MARK)[0]}{TEMP_MARK}cut-", suffix=f".{suffix}",
+                                dir=beside.parent)
+    os.close(fd)
+    return Path(name)
 
 
 def sweep_temp(directory: Path) -> int:

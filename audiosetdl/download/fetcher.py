@@ -53,8 +53,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -66,12 +64,10 @@ import yt_dlp
 
 from audiosetdl.config import DEFAULT_PLAYER_CLIENTS
 from audiosetdl.download.cut import (
-    DECODE_TIMEOUT_S,
     RESAMPLER_MARGIN_S,
     AudioTiming,
     decode_cut,
     lead_s,
-    run_ffmpeg,
     trim_plan,
     write_clip,
 )
@@ -81,7 +77,7 @@ from audiosetdl.download.hls import HlsUnsupported
 from audiosetdl.download.hls_cut import decode_hls
 from audiosetdl.download.http import FetchCounter, MediaSource, clip_error, with_counts
 from audiosetdl.download.index import MAX_REQUEST_BYTES, FragmentIndex, IndexNotFound, read_index
-from audiosetdl.download.partial import partial_cut, whole_fragments
+from audiosetdl.download.partial import partial_cut
 from audiosetdl.download.resolve import (
     Resolved,
     audio_candidates,
@@ -93,8 +89,9 @@ from audiosetdl.download.resolve import (
     resolve,
     video_format,
 )
+from audiosetdl.download.video import make_video
 from audiosetdl.download.ytdlp_range import decode_with_ytdlp, ytdlp_format
-from audiosetdl.rundir import TEMP_MARK, atomic_path
+from audiosetdl.rundir import atomic_path, scratch_beside
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +228,10 @@ class ClipFetcher:
             with self._outputs(dest.absolute(), fmt) as outputs:
                 padded, method = self._make_clip(source, resolved, fmt, start, end, outputs, method)
                 if outputs.video is not None:
-                    self._make_video(resolved.info, ytid, float(start), float(end), outputs, counter)
+                    make_video(MediaSource(self._ydl, video_format(resolved.info), ytid, counter,
+                                           timeout=self.settings.timeout,
+                                           max_request_bytes=self.settings.max_request_bytes),
+                               resolved.info.get("duration"), float(start), float(end), outputs.clip, outputs.video)
         except ClipError as exc:
             exc.notes = exc.notes or resolved.notes
             raise exc.noting(client=resolved.client, format_id=str(fmt.get("format_id") or ""), method=method)
@@ -288,7 +288,7 @@ class ClipFetcher:
         out_rate = self.settings.sample_rate
 
         def scratch(suffix: str) -> Path:
-            return self._scratch(outputs.clip, suffix)
+            return scratch_beside(outputs.clip, suffix)
 
         if is_hls(fmt) and method != YTDLP_METHOD:
             try:
@@ -314,9 +314,11 @@ class ClipFetcher:
             return np.zeros(0, dtype=np.int16)  # the video ends before the segment starts: all padding
         from_s, to_s = max(from_s, 0.0), max(to_s, 0.0)
         fragments = index.covering(from_s, to_s)
-        cut = outputs.original or self._scratch(outputs.clip, index.container.value)
+        cut = outputs.original or scratch_beside(outputs.clip, index.container.value)
         try:
-            first_fragment = self._write_cut(source, index, from_s, to_s, cut, partial=True)
+            made = partial_cut(source.read, index, from_s, to_s, self.settings.max_request_bytes)  # the probe's bytes are kept
+            cut.write_bytes(made.data)
+            first_fragment = made.first_fragment
             fallback_time = Fraction(repr(index.points[fragments[0]].time_s))
             decoded_start = timing.decoded_start(first_fragment, fallback_time)
             plan = trim_plan(start, clip_samples, decoded_start, timing.decoded_rate, out_rate)
@@ -328,48 +330,6 @@ class ClipFetcher:
             raise ClipError.of(Reason.DECODE_ERROR, f"decoded {len(samples)} of {clip_samples} samples, "
                                                     "but the stream goes on")
         return samples
-
-    def _make_video(self, info: dict, ytid: str, start: float, end: float, outputs: _Outputs,
-                    counter: FetchCounter) -> None:
-        """An mp4 of the segment: the video-only format's covering fragments re-encoded (H.264),
-        with the clip itself as its audio (so the two agree to the sample)."""
-        assert outputs.video is not None
-        fmt = video_format(info)
-        source = MediaSource(self._ydl, fmt, ytid, counter, timeout=self.settings.timeout,
-                             max_request_bytes=self.settings.max_request_bytes)
-        source.probe(info.get("duration"))
-        try:
-            index = read_index(source.read, source.size)
-        except IndexNotFound as why:
-            raise ClipError.of(Reason.FORMAT_UNAVAILABLE, f"video format {fmt.get('format_id')}: {why}") from None
-        cut = self._scratch(outputs.clip, f"video.{index.container.value}")
-        try:
-            self._write_cut(source, index, start, end, cut, partial=False)  # video: whole fragments (keyframes)
-            run_ffmpeg(["-copyts", "-i", str(cut), "-i", str(outputs.clip), "-filter_complex",
-                         f"[0:v:0]trim=start={start:.6f}:end={end:.6f},setpts=PTS-STARTPTS[v]",
-                         "-map", "[v]", "-map", "1:a:0", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23",
-                         "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "96k", "-shortest", "-movflags", "+faststart",
-                         "-f", "mp4", "-y", str(outputs.video)], DECODE_TIMEOUT_S, "video encode")
-        finally:
-            cut.unlink(missing_ok=True)
-
-    def _write_cut(self, source: MediaSource, index: FragmentIndex, from_s: float, to_s: float,
-                   path: Path, *, partial: bool) -> bytes:
-        """The header, then what decoding container times [from_s, to_s] needs of the covering
-        fragments (`partial`), or those fragments whole: a small file that decodes like that
-        stretch of the original. Returns its first fragment (what the timing reads)."""
-        make = partial_cut if partial else whole_fragments
-        cut = make(source.read, index, from_s, to_s, self.settings.max_request_bytes)  # the probe's bytes are kept
-        path.write_bytes(cut.data)
-        return cut.first_fragment
-
-    @staticmethod
-    def _scratch(beside: Path, suffix: str) -> Path:
-        """A temporary file beside the outputs (named so `rundir.sweep_temp` finds leftovers)."""
-        fd, name = tempfile.mkstemp(prefix=f"{beside.stem.split(TEMP_MARK)[0]}{TEMP_MARK}cut-",
-                                    suffix=f".{suffix}", dir=beside.parent)
-        os.close(fd)
-        return Path(name)
 
 
 def _after(clip: ClipResult, failures: list[ClipError], counter: FetchCounter) -> ClipResult:

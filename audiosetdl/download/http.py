@@ -66,7 +66,7 @@ class MediaSource:
         self.ytid = ytid
         self.size: int | None = fmt.get("filesize")
         self._timeout = timeout
-        self._max_request = max_request_bytes
+        self.max_request_bytes = max_request_bytes
         self._counter = counter
         # One read at a time: the fallback's ffmpeg may open a connection before its last one is
         # done, and the second should find the first one's bytes kept rather than fetch them again.
@@ -86,7 +86,7 @@ class MediaSource:
 
     def probe(self, duration_s: float | None) -> bytes:
         """The file's head, sized for the header and index of a video this long (`index_probe_bytes`)."""
-        stop = min(index_probe_bytes(duration_s), self._max_request, self.size or INDEX_PROBE_BYTES)
+        stop = min(index_probe_bytes(duration_s), self.max_request_bytes, self.size or INDEX_PROBE_BYTES)
         head = self._get(ByteSpan(0, stop), allow_short=True)
         self._keep(0, head)
         return head
@@ -95,7 +95,7 @@ class MediaSource:
         """The whole resource (a playlist, an HLS segment) in bounded requests: the first asks for
         up to the request limit, and the size its answer states bounds the rest."""
         with self._read_lock:
-            head = self._get(ByteSpan(0, self._max_request), allow_short=True)
+            head = self._get(ByteSpan(0, self.max_request_bytes), allow_short=True)
             self._keep(0, head)
             if self.size is None or self.size <= len(head):
                 return head
@@ -116,7 +116,7 @@ class MediaSource:
                 part = kept[:stop - position]
             else:
                 gap_end = min([stop, *(o for o in self._cache if position < o < stop)])
-                part = self._get(ByteSpan(position, min(gap_end, position + self._max_request)))
+                part = self._get(ByteSpan(position, min(gap_end, position + self.max_request_bytes)))
                 self._keep(position, part)
             parts.append(part)
             position += len(part)
@@ -137,7 +137,7 @@ class MediaSource:
 
     def _get(self, span: ByteSpan, allow_short: bool = False) -> bytes:
         """One request for exactly `span` (`allow_short`: the file may end inside it)."""
-        assert 0 < len(span) <= self._max_request, span
+        assert 0 < len(span) <= self.max_request_bytes, span
         self._counter.add(requests=1)
         request = Request(self.url, headers={**self._headers, "Range": span.range_header},
                           extensions={"timeout": self._timeout})

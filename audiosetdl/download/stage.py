@@ -7,11 +7,9 @@ pool-wide cool-downs, stopping); W forked worker processes each hold one long-li
 atomically by the fetcher, the ledger is appended and flushed per attempt, so a killed task
 loses at most the clips in flight, and a rerun resumes from the ledger:
 
-- done (clip file present and valid) -> skipped, even when the ledger missed the record;
-- last failure permanent (private, removed, ...) -> skipped unless `retry_permanent`;
-- exhausted (the same kind of transient failure settled the segment in `EXHAUSTED_AFTER_RUNS`
-  runs, each after its retries) -> skipped unless `retry_failed`;
-- anything else -> tried again. A rerun over a finished task starts no worker at all.
+done, permanently failed and exhausted segments are skipped (`audiosetdl.download.resume`), the
+rest tried again; a rerun over a finished task starts no worker at all. The workers are
+`audiosetdl.download.workers`; the run-wide egress budget `audiosetdl.download.pacing`.
 """
 
 from __future__ import annotations
@@ -25,19 +23,23 @@ import queue
 import signal
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
 
 import multiprocessing_logging
 from tqdm import tqdm
 
-from audiosetdl.audio import clip_is_valid
 from audiosetdl.config import DownloadOptions
-from audiosetdl.download.classify import classify
-from audiosetdl.download.errors import EXHAUSTIBLE_REASONS, ClipError, Failure, Reason, retry_delay_s
-from audiosetdl.download.pacing import Charger, Pacer
-from audiosetdl.ledger import FAILED, OK, Attempt, LedgerWriter, latest, read_ledger
+from audiosetdl.download.errors import Failure, Reason, retry_delay_s
+from audiosetdl.download.pacing import Pacer
+from audiosetdl.download.resume import TaskSummary, plan_resume
+from audiosetdl.download.workers import (
+    FetcherFactory,
+    Job,
+    JobResult,
+    WorkerReady,
+    default_fetcher_factory,
+    worker_main,
+)
+from audiosetdl.ledger import FAILED, OK, Attempt, LedgerWriter
 from audiosetdl.metadata.segments import Segment
 from audiosetdl.plan import load_plan, load_task
 from audiosetdl.rundir import RunDir, sweep_temp, write_json_atomic
@@ -45,155 +47,7 @@ from audiosetdl.rundir import RunDir, sweep_temp, write_json_atomic
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 20.0  # after a stop request, how long in-flight clips may still finish
-EXHAUSTED_AFTER_RUNS = 2  # runs whose retries all ended in the same kind of transient failure
 MAX_FAILED_STARTS = 3  # workers dying before they are ready this many times: the task cannot run here
-
-
-# ----------------------------------------------------------------------------- fetchers --
-
-FetcherFactory = Callable[[int], object]  # worker index -> an object with fetch(url, ytid, start, end, dest), close()
-
-
-def ydl_params(options: DownloadOptions, worker_index: int) -> dict:
-    """yt-dlp parameters for one worker, parsed by yt-dlp itself from command-line form."""
-    import yt_dlp
-
-    argv = ["--quiet", "--no-warnings", "--socket-timeout", str(options.timeout)]
-    if options.js_runtime:
-        argv += ["--js-runtimes", options.js_runtime]
-    if options.cookies:
-        argv += ["--cookies", options.cookies]
-    if options.proxy:
-        argv += ["--proxy", options.proxy[worker_index % len(options.proxy)]]
-    if options.sleep_requests:
-        argv += ["--sleep-requests", str(options.sleep_requests)]
-    argv += list(options.yt_dlp_arg)
-    try:
-        return yt_dlp.parse_options(argv).ydl_opts
-    except SystemExit:  # yt-dlp's parser exits on a bad option
-        raise ValueError(f"yt-dlp rejected the options {argv!r} (check --yt-dlp-arg)") from None
-
-
-def default_fetcher_factory(options: DownloadOptions, pacing_dir: Path | None = None) -> FetcherFactory:
-    """Real fetchers; with `pacing_dir`, a re-resolve with another player client takes a ticket of
-    the run's egress budget too (the pool charges the first request of each clip)."""
-    def make(worker_index: int):
-        from audiosetdl.download.fetcher import ClipFetcher, FetchSettings
-
-        clients = tuple(c.strip() for item in options.player_clients for c in item.split(",") if c.strip())
-        fetcher = ClipFetcher(FetchSettings(ydl_params=ydl_params(options, worker_index), timeout=options.timeout,
-                                            keep_original=options.keep_original, video=options.video,
-                                            player_clients=clients,
-                                            charge=Charger(pacing_dir, options, worker_index) if pacing_dir else None))
-        warm_extractors(options.url_template)
-        return fetcher
-    return make
-
-
-def warm_extractors(url_template: str) -> None:
-    """yt-dlp matches a URL against its extractors' patterns (~1,800, in order, up to the first that
-    fits), compiled on first use: seconds on a busy machine. Done before the worker reports ready, so
-    that a clip handed to it is requested at once (the egress budget counts it when handed over)."""
-    from yt_dlp.extractor import gen_extractor_classes
-
-    url = url_template.format(ytid="-" * 11)
-    for extractor in gen_extractor_classes():
-        if extractor.suitable(url):
-            return
-
-
-# ------------------------------------------------------------------------------ workers --
-
-@dataclass(frozen=True)
-class Job:
-    seq: int
-    segment: Segment
-    url: str
-    dest: Path
-    attempt: int
-
-
-@dataclass(frozen=True)
-class JobResult:
-    worker: int
-    seq: int
-    ok: bool
-    failure: Failure | None
-    bytes_fetched: int
-    seconds: float
-    padded: float = 0.0
-    client: str = ""
-    format_id: str = ""
-    method: str = ""
-    notes: str = ""
-    message: str = ""  # for a clip made: what went wrong on the way (other clients tried first)
-
-
-def _result_of(worker: int, job: Job, clip, seconds: float) -> JobResult:
-    return JobResult(worker, job.seq, True, None, clip.bytes_fetched, seconds, clip.padded_seconds,
-                     client=getattr(clip, "client", ""), format_id=str(getattr(clip, "format_id", "")),
-                     method=getattr(clip, "method", ""), notes="; ".join(getattr(clip, "notes", ())),
-                     message=getattr(clip, "message", ""))
-
-
-def _failure_of(worker: int, job: Job, exc: Exception, seconds: float) -> JobResult:
-    failure = exc.failure if isinstance(exc, ClipError) else classify(exc, job.segment.ytid)
-    if failure.reason == Reason.UNKNOWN:
-        log.exception("unexpected failure on %s", job.segment.ytid)
-    return JobResult(worker, job.seq, False, failure, getattr(exc, "bytes_fetched", 0) or 0, seconds,
-                     client=getattr(exc, "client", ""), format_id=getattr(exc, "format_id", ""),
-                     method=getattr(exc, "method", ""), notes="; ".join(getattr(exc, "notes", ())))
-
-
-@dataclass(frozen=True)
-class WorkerReady:
-    """A worker holds its fetcher: a clip handed to it is requested at once (what the budget counts)."""
-    worker: int
-
-
-def _worker_main(worker_index: int, factory: FetcherFactory, jobs, results) -> None:
-    # The parent decides when to stop: a Ctrl-C or SLURM's SIGTERM must not kill a clip mid-write.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGCONT, signal.SIG_DFL)  # not an inherited handler that logs (see _StopRequest)
-    fetcher = factory(worker_index)
-    results.put(WorkerReady(worker_index))
-    try:
-        while (job := jobs.get()) is not None:
-            began = time.monotonic()
-            try:
-                clip = fetcher.fetch(job.url, job.segment.ytid, job.segment.start, job.segment.end, job.dest)
-                results.put(_result_of(worker_index, job, clip, time.monotonic() - began))
-            except Exception as exc:  # every failure is recorded, none stops the task
-                results.put(_failure_of(worker_index, job, exc, time.monotonic() - began))
-    finally:
-        fetcher.close()
-
-
-# ------------------------------------------------------------------------------- the task --
-
-@dataclass
-class TaskSummary:
-    index: int
-    segments: int
-    done_before: int = 0  # already finished when the task started
-    skipped_permanent: int = 0
-    skipped_exhausted: int = 0
-    ok: int = 0  # finished in this run
-    failed: Counter = field(default_factory=Counter)  # final failures in this run, by reason
-    cooldowns: int = 0
-    stopped: str | None = None  # None: nothing left to try; "rate_limited" or "interrupted": resumable
-
-    @property
-    def finished(self) -> bool:
-        return self.stopped is None
-
-    def to_json(self) -> dict:
-        """The task's state file: `state` is "finished", "rate_limited" or "interrupted"."""
-        return {"state": self.stopped or "finished", "at": time.time(), "segments": self.segments,
-                "done_before": self.done_before, "skipped_permanent": self.skipped_permanent,
-                "skipped_exhausted": self.skipped_exhausted, "ok": self.ok,
-                "failed": dict(self.failed), "cooldowns": self.cooldowns}
 
 
 class _StopRequest:
@@ -217,45 +71,6 @@ class _StopRequest:
             log.warning("received %s: finishing the clips in flight, then stopping (resumable)",
                         signal.Signals(self.signal).name)
 
-
-def plan_resume(run: RunDir, index: int, segments: list[Segment], options: DownloadOptions,
-                ledger: LedgerWriter) -> tuple[list[tuple[Segment, int]], TaskSummary]:
-    """Which segments still need an attempt (with their attempt number), from files and ledger."""
-    summary = TaskSummary(index, len(segments))
-    history = list(read_ledger(run.ledger_path(index)))
-    records = latest(history)
-    attempts = Counter(r.key for r in history)
-    exhausted = _exhausted_runs(history)
-    todo = []
-    for segment in segments:
-        record = records.get(segment.key)
-        if run.clip_path(segment.subset, segment.ytid, segment.start, segment.end).exists() and clip_is_valid(
-                run.clip_path(segment.subset, segment.ytid, segment.start, segment.end), segment):
-            summary.done_before += 1
-            # Killed between the clip's rename and its ledger line; (extract's too_short verdict stands.)
-            if record is None or (record.outcome != OK and record.reason != Reason.TOO_SHORT.value):
-                ledger.append(Attempt(segment.ytid, segment.subset, segment.start, segment.end, OK,
-                                      message="clip found on disk", attempt=attempts[segment.key]))
-        elif record is not None and record.outcome == FAILED and record.permanent and not options.retry_permanent:
-            summary.skipped_permanent += 1
-        elif (record is not None and record.outcome == FAILED and exhausted[segment.key] >= EXHAUSTED_AFTER_RUNS
-              and not options.retry_failed):
-            summary.skipped_exhausted += 1
-        else:
-            todo.append((segment, attempts[segment.key] + 1))
-    return todo, summary
-
-
-def _exhausted_runs(history: list[Attempt]) -> Counter:
-    """Per segment: the runs that ended in an exhaustible transient failure (their retries spent),
-    counted since its last success and since its last failure of another kind."""
-    runs: Counter = Counter()
-    for record in history:
-        if record.outcome == FAILED and record.final and record.reason in EXHAUSTIBLE_REASONS:
-            runs[record.key] += 1
-        elif record.outcome == OK or record.final:
-            runs.pop(record.key, None)
-    return runs
 
 
 def run_task(run: RunDir, index: int, options: DownloadOptions, *,
@@ -316,7 +131,7 @@ class _Pool:
         inboxes, workers = [], []
         for w in range(n_workers):
             inbox = context.Queue()
-            proc = context.Process(target=_worker_main, args=(w, self.factory, inbox, results), daemon=True,
+            proc = context.Process(target=worker_main, args=(w, self.factory, inbox, results), daemon=True,
                                    name=f"download-{self.index:05d}-{w}")
             proc.start()
             self.starting.add(w)
@@ -455,7 +270,7 @@ class _Pool:
                                        f"see RUN/logs/download-{self.index:05d}.log")
             context = multiprocessing.get_context("fork")
             inboxes[w] = context.Queue()
-            workers[w] = context.Process(target=_worker_main, args=(w, self.factory, inboxes[w], results),
+            workers[w] = context.Process(target=worker_main, args=(w, self.factory, inboxes[w], results),
                                          daemon=True, name=proc.name)
             workers[w].start()
             self.starting.add(w)
