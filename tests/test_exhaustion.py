@@ -48,3 +48,25 @@ def test_exhausted_after_two_runs_then_zero_requests(tmp_path, media_60s):
 
         assert download(run, server, "--retries", "0", "--retry-failed") == 0
         assert server.requests("garbage0001")  # --retry-failed tries it again
+
+
+def test_a_ledger_written_before_these_fields_still_resumes(tmp_path):
+    """Ledgers from before client/format_id/method/notes/final: read, resumed, and tallied."""
+    from audiosetdl.config import DownloadOptions
+    from audiosetdl.download.resume import plan_resume
+    from audiosetdl.ledger import LedgerWriter, ledger_frame
+    from audiosetdl.plan import load_plan, load_task
+
+    run = make_run(tmp_path, [("oldledger01", 0.0, 10.0), ("oldledger02", 0.0, 10.0)])
+    old = ('{"ytid":"oldledger01","subset":"eval","start":0.0,"end":10.0,"outcome":"failed","reason":"decode_error",'
+           '"permanent":false,"message":"x","attempt":4,"bytes":10,"seconds":1.0,"timestamp":1.0,"padded":0.0}\n'
+           '{"ytid":"oldledger02","subset":"eval","start":0.0,"end":10.0,"outcome":"failed","reason":"private",'
+           '"permanent":true,"message":"Private video","attempt":1,"bytes":0,"seconds":1.0,"timestamp":2.0,"padded":0.0}\n')
+    run.ledger_path(0).parent.mkdir(parents=True, exist_ok=True)
+    run.ledger_path(0).write_text(old)
+    frame = ledger_frame(run.ledger_path(0))
+    assert list(frame.client.fillna("")) == ["", ""]  # the new columns are there, empty
+    with LedgerWriter(run.ledger_path(0)) as writer:
+        todo, summary = plan_resume(run, 0, load_task(run, load_plan(run), 0), DownloadOptions(), writer)
+    assert [(s.ytid, attempt) for s, attempt in todo] == [("oldledger01", 2)]  # no `final`: not exhausted
+    assert summary.skipped_permanent == 1
