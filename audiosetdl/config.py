@@ -130,14 +130,14 @@ class TrainOptions:
 
     class_index: str | None = option(None, "class_labels_indices.csv giving the label indices (default: the one in or "
                                            "above the first input directory)", metavar="FILE")
-    pooling: str = option("multi", "network: attention (Kong 2018 decision-level attention), multi (Yu 2018 "
+    pooling: str = option("attention", "network: attention (Kong 2018 decision-level attention), multi (Yu 2018 "
                                    "multi-level attention) or average (masked mean pooling)",
                           choices=("attention", "multi", "average"))
-    hidden_units: int = option(1024, "units of each per-frame fully connected layer")
+    hidden_units: int = option(512, "units of each per-frame fully connected layer")
     hidden_layers: int = option(3, "per-frame fully connected layers (dense, batch norm, ReLU, dropout)")
     attention_levels: int = option(2, "multi: attention modules on this many of the last hidden layers")
     dropout: float = option(0.5, "dropout after each hidden layer")
-    steps: int = option(1200, "training steps (batches) per ensemble member")
+    steps: int = option(400, "training steps (batches) per ensemble member")
     batch_size: int = option(256, "clips per training batch")
     learning_rate: float = option(1e-3, "peak learning rate of AdamW")
     lr_schedule: str = option("cosine", "learning rate over the steps: cosine (decays to 0) or constant",
@@ -147,7 +147,7 @@ class TrainOptions:
                           metavar="ALPHA")
     label_smoothing: float = option(0.0, "binary label smoothing of the targets")
     balanced: bool = option(True, "class-balanced sampling (Kong 2018) instead of seeded shuffled passes")
-    ensemble: int = option(1, "members trained from seeds seed, seed+1, ...; their scores are averaged")
+    ensemble: int = option(3, "members trained from seeds seed, seed+1, ...; their scores are averaged")
     seed: int = option(0, "seed of the data order, the held-out slice and the weights: same seed, same order")
     holdout: float = option(0.0, "fraction of the training records held out for model selection (0: none)")
     log_every: int = option(200, "log the loss (and held-out mAP) every this many steps (0: never)")

@@ -14,7 +14,7 @@ from audiosetdl.config import TrainOptions
 from audiosetdl.tfrecords import EmbeddingRecord
 
 SYNTH_CLASSES = 6
-SYNTH_OPTIONS = dict(hidden_units=32, hidden_layers=2, steps=60, batch_size=64, log_every=0, learning_rate=3e-3,
+SYNTH_OPTIONS = dict(ensemble=1, hidden_units=32, hidden_layers=2, steps=60, batch_size=64, log_every=0, learning_rate=3e-3,
                      threads=2)
 
 
@@ -61,6 +61,6 @@ def synth_model(synth_dataset, tmp_path_factory):
     from audiosetdl.labels.train import train
 
     out = tmp_path_factory.mktemp("synth_model") / "model"
-    options = dataclasses.replace(TrainOptions(), ensemble=2, holdout=0.2, **SYNTH_OPTIONS)
+    options = dataclasses.replace(TrainOptions(), **{**SYNTH_OPTIONS, "pooling": "multi", "ensemble": 2, "holdout": 0.2})
     result = train([synth_dataset["train"]], out, options, eval_sources=[synth_dataset["eval"]])
     return result

@@ -49,7 +49,7 @@ def test_same_seed_same_model(synth_dataset, tmp_path):
     from audiosetdl.labels.model import load_classifier
 
     args = ["train", str(synth_dataset["train"]), "--steps", "8", "--hidden-units", "16", "--batch-size", "32",
-            "--log-every", "0", "--pooling", "attention"]
+            "--log-every", "0", "--pooling", "attention", "--ensemble", "1"]
     scores = []
     for name in ("a", "b"):
         assert cli.main(args + ["--out", str(tmp_path / name)]) == 0
