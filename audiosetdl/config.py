@@ -136,10 +136,10 @@ class TrainOptions:
     hidden_units: int = option(512, "units of each per-frame fully connected layer")
     hidden_layers: int = option(3, "per-frame fully connected layers (dense, batch norm, ReLU, dropout)")
     attention_levels: int = option(2, "multi: attention modules on this many of the last hidden layers")
-    dropout: float = option(0.5, "dropout after each hidden layer")
-    steps: int = option(400, "training steps (batches) per ensemble member")
+    dropout: float = option(0.2, "dropout after each hidden layer")
+    steps: int = option(600, "training steps (batches) per ensemble member")
     batch_size: int = option(256, "clips per training batch")
-    learning_rate: float = option(1e-3, "peak learning rate of AdamW")
+    learning_rate: float = option(3e-3, "peak learning rate of AdamW")
     lr_schedule: str = option("cosine", "learning rate over the steps: cosine (decays to 0) or constant",
                               choices=("cosine", "constant"))
     weight_decay: float = option(1e-4, "AdamW's decoupled weight decay")
