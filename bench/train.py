@@ -54,12 +54,12 @@ def main() -> int:
     options = dataclasses.replace(options_from(TrainOptions, None, load_config(args.config)), **parse_set(args.set))
     train_dir, eval_dir = args.data / "bal_train", args.data / "eval"
     rows = []
-    result = train([train_dir], args.out / "model", options)
+    result = train([train_dir], args.out / "model", options, eval_sources=[eval_dir])  # eval figures in the card
     evaluation = evaluate.evaluate(args.out / "model", [eval_dir], args.out / "eval", EvaluateOptions())
     rows.append((f"{options.pooling} x{options.ensemble}", evaluation.metrics, result.seconds))
     if args.baseline:
         base = dataclasses.replace(options, pooling="average")
-        base_result = train([train_dir], args.out / "baseline", base)
+        base_result = train([train_dir], args.out / "baseline", base, eval_sources=[eval_dir])
         base_eval = evaluate.evaluate(args.out / "baseline", [eval_dir], args.out / "baseline-eval", EvaluateOptions())
         rows.append((f"average x{base.ensemble}", base_eval.metrics, base_result.seconds))
     started = time.monotonic()
