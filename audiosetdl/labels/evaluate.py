@@ -26,7 +26,7 @@ from audiosetdl.rundir import atomic_path, write_json_atomic
 METRICS_FILENAME = "metrics.json"
 PER_CLASS_FILENAME = "per_class.csv"
 PLOT_FILENAME = "per_class_ap.png"
-NAMED_CLASSES = 10  # best and worst classes named on the plot
+NAMED_CLASSES = 10  # best and worst classes listed on the plot
 SCORE_SUFFIXES = (".npz", ".parquet")
 
 
@@ -55,7 +55,7 @@ def _cell(value: float) -> str:
 
 
 def plot_per_class(path: Path, result: metrics.Metrics, classes: ClassIndex, title: str) -> None:
-    """Per-class AP, sorted descending, with the NAMED_CLASSES best and worst classes labelled."""
+    """Per-class AP, sorted descending, with the NAMED_CLASSES best and worst classes listed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,12 +66,11 @@ def plot_per_class(path: Path, result: metrics.Metrics, classes: ClassIndex, tit
     figure, axis = plt.subplots(figsize=(12, 5), layout="constrained")
     axis.bar(np.arange(len(order)), result.ap[order], width=1.0, color="#4477aa")
     axis.axhline(result.mean_ap, color="#cc3311", linewidth=1, label=f"mAP {result.mean_ap:.3f}")
-    named = list(order[:NAMED_CLASSES]) + list(order[-NAMED_CLASSES:]) if len(order) > 2 * NAMED_CLASSES \
-        else list(order)
-    for rank, index in enumerate(order):
-        if index in named:
-            axis.annotate(classes.names[index], (rank, result.ap[index]), rotation=90, fontsize=6,
-                          xytext=(0, 3), textcoords="offset points", ha="center", va="bottom")
+    count = min(NAMED_CLASSES, len(order) // 2) or len(order)
+    for names, where, corner in ((order[:count], (0.30, 0.97), "best"), (order[-count:], (0.62, 0.97), "worst")):
+        text = "\n".join(f"{result.ap[i]:.3f}  {classes.names[i]}" for i in names)
+        axis.text(*where, f"{corner} {count}:\n{text}", transform=axis.transAxes, va="top", fontsize=7,
+                  family="monospace", bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "#999999"})
     axis.set(xlabel=f"class, sorted by AP ({len(order)} with positives)", ylabel="average precision",
              title=title, xlim=(-1, len(order)), ylim=(0, 1.15))
     axis.legend(loc="upper right")
