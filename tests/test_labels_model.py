@@ -98,7 +98,7 @@ def test_model_directory_round_trip(synth_model, synth_dataset):
     single = classifier.scores([evaluation.frames[0, :evaluation.lengths[0]]])
     np.testing.assert_allclose(single[0], scores[0], rtol=1e-5, atol=1e-6)
     card = (synth_model.directory / "README.md").read_text()
-    assert "multi-level attention" in card and "evaluation set" in card and "mAP **" in card
+    assert "Multi-level attention (Yu" in card and "evaluation set" in card and "mAP **" in card
 
 
 def test_load_classifier_names_what_is_missing(tmp_path, synth_model):

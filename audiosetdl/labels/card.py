@@ -36,7 +36,7 @@ def render(info: dict, config, classes: ClassIndex) -> str:
     lines = [
         "# AudioSet classifier on VGGish embeddings",
         "",
-        f"{POOLING_TEXT[config.pooling]} over per-frame fully connected layers "
+        f"{POOLING_TEXT[config.pooling][0].upper()}{POOLING_TEXT[config.pooling][1:]} over per-frame fully connected layers "
         f"({config.hidden_layers} x {config.hidden_units} units, batch norm, ReLU, dropout {config.dropout}); "
         f"{len(classes)} classes ({classes.mids[0]} `{classes.names[0]}` ...), sigmoid outputs; an ensemble of "
         f"{options['ensemble']} member(s) whose scores are averaged. Input: the released uint8 VGGish embeddings "
