@@ -14,8 +14,10 @@ from pathlib import Path
 
 from audiosetdl import __version__, config
 from audiosetdl.backends.local import run_pipeline, task_indices
-from audiosetdl.config import ConfigError, DownloadOptions, ExtractOptions, PlanOptions, options_from
+from audiosetdl.config import (ConfigError, DownloadOptions, EvaluateOptions, ExtractOptions, PlanOptions,
+                               TrainOptions, options_from)
 from audiosetdl.fetch import FetchError, fetch_metadata
+from audiosetdl.labels import DataError, ModelDirError
 from audiosetdl.metadata.ontology import ClassSelectionError
 from audiosetdl.metadata.segments import SegmentFormatError
 from audiosetdl.plan import PlanError, build_plan, describe, split_csv, write_plan
@@ -30,7 +32,7 @@ log = logging.getLogger("audiosetdl")
 
 # Exceptions that mean "your input is wrong", shown without a traceback.
 USER_ERRORS = (ConfigError, PlanError, SegmentFormatError, ClassSelectionError, FetchError, FileNotFoundError,
-               CheckpointError, PCAParamsError, WeightsError, ClassMapError)
+               CheckpointError, PCAParamsError, WeightsError, ClassMapError, DataError, ModelDirError)
 
 
 def cmd_plan(args: argparse.Namespace, cfg: dict) -> int:
@@ -107,6 +109,25 @@ def cmd_run(args: argparse.Namespace, cfg: dict) -> int:
                            list(range(len(planned.plan.tasks))))
     print("\n".join(outcome_table(run_status(run))))
     return _exit_status(results)
+
+
+def cmd_train(args: argparse.Namespace, cfg: dict) -> int:
+    from audiosetdl.labels.train import train
+
+    result = train(args.tfrecords, args.out, options_from(TrainOptions, args, cfg), eval_sources=args.eval or ())
+    print(f"model written to {result.directory} ({result.seconds:.0f} s of training)")
+    for title, figures in (("held-out", result.holdout), ("eval", result.evaluation)):
+        if figures is not None:
+            print(f"{title}: mAP {figures.mean_ap:.4f}, mean AUC {figures.mean_auc:.4f}, d' {figures.d_prime:.3f}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace, cfg: dict) -> int:
+    from audiosetdl.labels.evaluate import evaluate, report_lines
+
+    evaluation = evaluate(args.model, args.tfrecords, args.out, options_from(EvaluateOptions, args, cfg))
+    print("\n".join(report_lines(evaluation)))
+    return 0
 
 
 def cmd_fetch_models(args: argparse.Namespace, cfg: dict) -> int:
@@ -256,6 +277,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", required=True, metavar="FILE.tfrecord", help="TFRecord to write")
     config.add_options(p, ExtractOptions)
     p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("train", parents=[common], help="train a classifier on VGGish embedding TFRecords",
+                       description="Fit a classifier (Kong 2018 decision-level or Yu 2018 multi-level attention over "
+                                   "per-frame layers) on AudioSet-schema TFRecords (Google's bal_train/unbal_train or "
+                                   "this tool's output) and save a model directory: weights, label index, config and "
+                                   "a model card.")
+    p.add_argument("tfrecords", nargs="+", metavar="TFRECORD", help="TFRecord files or directories of *.tfrecord")
+    p.add_argument("--out", "-o", required=True, metavar="MODEL_DIR", help="model directory to write")
+    p.add_argument("--eval", action="append", metavar="TFRECORD",
+                   help="also score these records once at the end, for the model card (repeatable; not used for "
+                        "model selection)")
+    config.add_options(p, TrainOptions)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", parents=[common], help="mAP, mean AUC and d' of a trained model on TFRecords",
+                       description="Score AudioSet-schema TFRecords (e.g. the released eval set) with a model "
+                                   "directory from `audiosetdl train`; write metrics.json, a per-class CSV, a per-class "
+                                   "AP plot and optionally every record's scores.")
+    p.add_argument("model", metavar="MODEL_DIR", help="model directory written by `audiosetdl train`")
+    p.add_argument("tfrecords", nargs="+", metavar="TFRECORD", help="TFRecord files or directories of *.tfrecord")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="directory for metrics.json, CSV and plot")
+    config.add_options(p, EvaluateOptions)
+    p.set_defaults(func=cmd_evaluate)
 
     model_choice = argparse.ArgumentParser(add_help=False)
     model_choice.add_argument("--model", choices=config.MODELS, default="vggish",

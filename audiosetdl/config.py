@@ -154,8 +154,56 @@ class SlurmOptions:
                                                   "rate-limited them (with --resume)", metavar="TIME")
 
 
+@dataclass(frozen=True)
+class TrainOptions:
+    """How `audiosetdl train` fits a classifier on VGGish embeddings (TFRecords in the AudioSet schema)."""
+
+    SECTION: typing.ClassVar[str] = "train"
+
+    class_index: str | None = option(None, "class_labels_indices.csv giving the label indices (default: the one in or "
+                                           "above the first input directory)", metavar="FILE")
+    pooling: str = option("attention", "network: attention (Kong 2018 decision-level attention), multi (Yu 2018 "
+                                   "multi-level attention) or average (masked mean pooling)",
+                          choices=("attention", "multi", "average"))
+    hidden_units: int = option(512, "units of each per-frame fully connected layer")
+    hidden_layers: int = option(3, "per-frame fully connected layers (dense, batch norm, ReLU, dropout)")
+    attention_levels: int = option(2, "multi: attention modules on this many of the last hidden layers")
+    dropout: float = option(0.2, "dropout after each hidden layer")
+    steps: int = option(600, "training steps (batches) per ensemble member")
+    batch_size: int = option(256, "clips per training batch")
+    learning_rate: float = option(3e-3, "peak learning rate of AdamW")
+    lr_schedule: str = option("cosine", "learning rate over the steps: cosine (decays to 0) or constant",
+                              choices=("cosine", "constant"))
+    weight_decay: float = option(1e-4, "AdamW's decoupled weight decay")
+    mixup: float = option(0.0, "mixup's Beta(alpha, alpha) of each clip with another of its batch (0: off)",
+                          metavar="ALPHA")
+    label_smoothing: float = option(0.0, "binary label smoothing of the targets")
+    balanced: bool = option(True, "class-balanced sampling (Kong 2018) instead of seeded shuffled passes")
+    ensemble: int = option(3, "members trained from seeds seed, seed+1, ...; their scores are averaged")
+    seed: int = option(0, "seed of the data order, the held-out slice and the weights: same seed, same order")
+    holdout: float = option(0.0, "fraction of the training records held out for model selection (0: none)")
+    log_every: int = option(200, "log the loss (and held-out mAP) every this many steps (0: never)")
+    threads: int = option(2, "TensorFlow CPU threads (0: TensorFlow's default, all cores)")
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """What `audiosetdl evaluate` writes beside the figures (mAP, mean AUC, d') of a model on TFRecords."""
+
+    SECTION: typing.ClassVar[str] = "evaluate"
+
+    per_class: str | None = option(None, "per-class CSV: index, mid, name, positives, AP, AUC (default: "
+                                         "OUT/per_class.csv)", metavar="FILE.csv")
+    plot: str | None = option(None, "PNG of per-class AP, sorted, naming the best and worst classes (default: "
+                                    "OUT/per_class_ap.png)", metavar="FILE.png")
+    scores: str | None = option(None, "also write every record's video_id, start and class scores (.npz, or "
+                                      ".parquet)", metavar="FILE")
+    threads: int = option(2, "TensorFlow CPU threads (0: TensorFlow's default, all cores)")
+
+
 # The config file's sections, in the order configs/default.yaml lists them.
-ALL_OPTION_CLASSES: list[type] = [PlanOptions, DownloadOptions, ExtractOptions, SlurmOptions]
+ALL_OPTION_CLASSES: list[type] = [PlanOptions, DownloadOptions, ExtractOptions, SlurmOptions, TrainOptions,
+                                  EvaluateOptions]
 
 
 # ----------------------------------------------------------------------------- argparse --

@@ -6,7 +6,8 @@ import pytest
 
 # Fixture modules, registered once for the whole session (session-scoped media, checkpoint and
 # SLURM cluster are then built once, whichever test modules use them).
-pytest_plugins = ["tests.media_fixtures", "tests.vggish_fixtures", "tests.yamnet_fixtures", "tests.slurm_fixtures"]
+pytest_plugins = ["tests.media_fixtures", "tests.vggish_fixtures", "tests.yamnet_fixtures", "tests.slurm_fixtures",
+                  "tests.labels_fixtures"]
 
 SHARED_AUDIOSET = Path(__file__).resolve().parents[2] / "shared" / "data" / "audioset"
 

@@ -89,7 +89,7 @@ def test_every_flag_has_a_config_key():
     fields = {f for cls in config.ALL_OPTION_CLASSES for f in cls.__dataclass_fields__}
     structural = {"help", "config", "log_level", "csv", "out", "split", "dir", "mirror", "no_unbalanced",
                   "version", "command", "func", "run", "task", "all", "stages", "audio",
-                  "resume", "dry_run", "json", "watch", "plot"}
+                  "resume", "dry_run", "json", "watch", "plot", "tfrecords", "model", "eval"}
     for name, sub in parser._subparsers._group_actions[0].choices.items():
         for action in sub._actions:
             assert action.dest in fields | structural, f"{name}: --{action.dest} is not a config option"

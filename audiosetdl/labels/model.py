@@ -1,0 +1,206 @@
+"""The classifier networks on VGGish frame embeddings (Keras 3), and the saved model directory.
+
+Networks (`ModelConfig.pooling`), all per-frame fully connected layers followed by pooling over
+the clip's real frames only (padded frames get zero weight):
+
+- `attention`: Kong et al. 2018 decision-level attention: BN over the 128 inputs; per frame
+  `hidden_layers` x [dense `hidden_units` without bias, BN, ReLU, dropout]; then a per-class
+  sigmoid classifier times a sigmoid attention clamped to [1e-7, 1 - 1e-7] and normalised over
+  time.
+- `multi`: Yu et al. 2018 multi-level attention: one such attention module on each of the last
+  `attention_levels` hidden layers, their outputs concatenated into a sigmoid classifier.
+- `average`: the same per-frame layers, masked mean over time, sigmoid classifier (a baseline).
+
+Inputs are the released uint8 bytes, dequantized inside the network the YouTube-8M way
+(`vggish.postprocess.dequantize`), plus a (batch, frames) mask; any number of frames works.
+
+A model directory holds `config.json` (the network, its training options and figures),
+`class_labels_indices.csv`, one `member-NN.weights.h5` per ensemble member (their scores are
+averaged) and `README.md`, the model card. `load_classifier(dir).scores(embeddings)` is the API
+for anything that labels audio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from audiosetdl.labels import ModelDirError
+from audiosetdl.labels.data import pad_frames
+from audiosetdl.metadata.ontology import LABELS_FILENAME, ClassIndex
+from audiosetdl.tfenv import import_tensorflow
+from audiosetdl.vggish.params import EMBEDDING_SIZE
+from audiosetdl.vggish.postprocess import dequantize
+
+import_tensorflow()  # quietly: Keras's TensorFlow backend would otherwise load it with its C++ log lines
+import keras  # noqa: E402
+from keras import layers, ops  # noqa: E402
+
+POOLINGS = ("attention", "multi", "average")
+CONFIG_FILENAME = "config.json"
+CARD_FILENAME = "README.md"
+MEMBER_PATTERN = "member-{:02d}.weights.h5"
+ATTENTION_EPSILON = 1e-7  # Kong's clamp of the attention weights
+SCORE_BATCH = 1024  # clips per forward pass when scoring
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    num_classes: int
+    pooling: str = "attention"
+    hidden_units: int = 1024
+    hidden_layers: int = 3
+    dropout: float = 0.5
+    attention_levels: int = 2
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+        if self.pooling == "multi" and not 1 <= self.attention_levels <= self.hidden_layers:
+            raise ValueError(f"attention_levels must be 1..{self.hidden_layers}, got {self.attention_levels}")
+
+
+class Dequantize(layers.Layer):
+    """AudioSet byte values -> float32, exactly `vggish.postprocess.dequantize` (an affine map)."""
+
+    def call(self, frames):
+        bias = float(dequantize(np.uint8(0)))
+        scale = float(dequantize(np.uint8(1))) - bias
+        return ops.cast(frames, "float32") * scale + bias
+
+
+class AttentionPooling(layers.Layer):
+    """Decision-level attention over the real frames: sum_t w_t * classifier_t, w = attention normalised."""
+
+    def __init__(self, units: int, bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        self.classifier = layers.Dense(units, activation="sigmoid", bias_initializer=bias_initializer)
+        self.attention = layers.Dense(units, activation="sigmoid")
+
+    def call(self, hidden, frame_mask):
+        weights = ops.clip(self.attention(hidden), ATTENTION_EPSILON, 1.0 - ATTENTION_EPSILON)
+        weights = weights * ops.expand_dims(frame_mask, -1)
+        weights = weights / ops.sum(weights, axis=1, keepdims=True)
+        return ops.sum(weights * self.classifier(hidden), axis=1)
+
+
+class MaskedMean(layers.Layer):
+    def call(self, hidden, frame_mask):
+        mask = ops.expand_dims(frame_mask, -1)
+        return ops.sum(hidden * mask, axis=1) / ops.sum(mask, axis=1)
+
+
+def _output_bias(prior: float):
+    """Start every class at probability `prior` (its share of labels), not 0.5: otherwise the first
+    thousands of steps only pull the outputs down (Lin et al. 2017's prior initialisation)."""
+    return keras.initializers.Constant(float(np.log(prior / (1.0 - prior))))
+
+
+def build(config: ModelConfig, prior: float = 0.5) -> keras.Model:
+    """The network: inputs `frames` (batch, T, 128), the bytes as float32 (so that mixup can blend
+    them), and `mask` (batch, T); output (batch, classes) probabilities, starting near `prior`."""
+    frames = keras.Input((None, EMBEDDING_SIZE), dtype="float32", name="frames")  # byte values 0..255
+    frame_mask = keras.Input((None,), dtype="float32", name="mask")
+    x = layers.BatchNormalization(name="input_bn")(Dequantize(name="dequantize")(frames))
+    hidden = []
+    for index in range(config.hidden_layers):
+        x = layers.Dense(config.hidden_units, use_bias=False, name=f"fc{index + 1}")(x)
+        x = layers.BatchNormalization(name=f"bn{index + 1}")(x)
+        x = layers.Activation("relu")(x)
+        x = layers.Dropout(config.dropout)(x)
+        hidden.append(x)
+    if config.pooling == "attention":
+        output = AttentionPooling(config.num_classes, _output_bias(prior), name="attention")(x, frame_mask)
+    elif config.pooling == "multi":
+        pooled = [AttentionPooling(config.num_classes, name=f"attention{len(hidden) - level}")(h, frame_mask)
+                  for level, h in enumerate(hidden[-config.attention_levels:][::-1])]
+        output = layers.Dense(config.num_classes, activation="sigmoid", bias_initializer=_output_bias(prior),
+                              name="classifier")(layers.Concatenate()(pooled) if len(pooled) > 1 else pooled[0])
+    else:
+        output = layers.Dense(config.num_classes, activation="sigmoid", bias_initializer=_output_bias(prior),
+                              name="classifier")(
+            MaskedMean(name="mean")(x, frame_mask))
+    return keras.Model({"frames": frames, "mask": frame_mask}, output, name=f"audioset_{config.pooling}")
+
+
+def as_batch(embeddings: np.ndarray | Sequence[np.ndarray], lengths: np.ndarray | None = None):
+    """(frames uint8 (N, T, 128), mask float32 (N, T)) from padded arrays + lengths, or from a list
+    of variable-length (frames, 128) uint8 arrays (padded to the longest)."""
+    if lengths is None and not (isinstance(embeddings, np.ndarray) and embeddings.ndim == 3):
+        longest = max((len(e) for e in embeddings), default=1)
+        embeddings, lengths = pad_frames(embeddings, max(longest, 1))
+    embeddings = np.asarray(embeddings)
+    if embeddings.dtype != np.uint8 or embeddings.ndim != 3 or embeddings.shape[2] != EMBEDDING_SIZE:
+        raise ValueError(f"expected uint8 embeddings (N, frames, {EMBEDDING_SIZE}), got {embeddings.dtype} "
+                         f"{embeddings.shape}")
+    lengths = np.full(len(embeddings), embeddings.shape[1]) if lengths is None else np.asarray(lengths)
+    if (lengths < 1).any():
+        raise ValueError("every clip needs at least one frame")
+    mask = (np.arange(embeddings.shape[1])[None, :] < lengths[:, None]).astype(np.float32)
+    return embeddings, mask
+
+
+def predict(model: keras.Model, frames: np.ndarray, mask: np.ndarray, batch: int = SCORE_BATCH) -> np.ndarray:
+    out = [np.asarray(model({"frames": frames[i:i + batch].astype(np.float32), "mask": mask[i:i + batch]},
+                            training=False))
+           for i in range(0, len(frames), batch)]
+    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+@dataclass
+class Classifier:
+    """A trained model directory: `scores` averages its members' clip-level class probabilities."""
+
+    config: ModelConfig
+    classes: ClassIndex
+    members: list[keras.Model]
+    info: dict = dataclasses.field(default_factory=dict)
+
+    def scores(self, embeddings: np.ndarray | Sequence[np.ndarray], lengths: np.ndarray | None = None) -> np.ndarray:
+        """(N, classes) float32 probabilities of N clips of per-frame uint8 embeddings."""
+        frames, mask = as_batch(embeddings, lengths)
+        return np.mean([predict(member, frames, mask) for member in self.members], axis=0).astype(np.float32)
+
+    def save(self, directory: str | Path, class_index_file: str | Path, card: str) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        for index, member in enumerate(self.members):
+            member.save_weights(directory / MEMBER_PATTERN.format(index))
+        (directory / LABELS_FILENAME).write_bytes(Path(class_index_file).read_bytes())
+        document = {"model": dataclasses.asdict(self.config), "members": len(self.members), **self.info}
+        (directory / CONFIG_FILENAME).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        (directory / CARD_FILENAME).write_text(card, encoding="utf-8")
+        return directory
+
+
+def load_classifier(directory: str | Path) -> Classifier:
+    """The classifier saved in `directory` by `audiosetdl train`."""
+    directory = Path(directory)
+    config_path = directory / CONFIG_FILENAME
+    if not config_path.is_file():
+        raise ModelDirError(f"{config_path}: not found (not a model directory made by `audiosetdl train`)")
+    try:
+        document = json.loads(config_path.read_text(encoding="utf-8"))
+        config = ModelConfig(**document["model"])
+        count = int(document["members"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelDirError(f"{config_path}: unreadable model config ({exc})") from None
+    try:
+        classes = ClassIndex.load(directory / LABELS_FILENAME)
+    except (OSError, ValueError) as exc:
+        raise ModelDirError(f"{directory / LABELS_FILENAME}: {exc}") from None
+    members = []
+    for index in range(count):
+        path = directory / MEMBER_PATTERN.format(index)
+        model = build(config)
+        try:
+            model.load_weights(path)
+        except (OSError, ValueError) as exc:
+            raise ModelDirError(f"{path}: cannot load weights ({exc})") from None
+        members.append(model)
+    return Classifier(config, classes, members, document)

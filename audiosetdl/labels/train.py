@@ -1,0 +1,213 @@
+"""`audiosetdl train`: a classifier on VGGish embeddings, from AudioSet-schema TFRecords to a model
+directory (`model.py`), with its model card (`card.py`).
+
+Owns the training loop: every record loaded once into numpy (`data.py`), a seeded data order
+(class-balanced sampling as Kong et al. 2018, or seeded shuffles), mixup and label smoothing,
+AdamW with a cosine or constant learning rate, one XLA-compiled step, and an ensemble of members
+trained from consecutive seeds whose scores are averaged. An optional seeded held-out slice of
+the training records gives figures for model selection; `--eval` data is scored once, at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from audiosetdl.config import TrainOptions
+from audiosetdl.labels import DataError, card, data, metrics
+from audiosetdl.labels.model import Classifier, ModelConfig, as_batch, build, predict
+from audiosetdl.metadata.ontology import LABELS_FILENAME, ClassIndex
+
+log = logging.getLogger(__name__)
+
+
+def find_class_index(explicit: str | None, sources: Sequence[str | Path]) -> Path:
+    """The label index: `explicit`, else class_labels_indices.csv in or above the first source."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise DataError(f"{path}: class index not found")
+        return path
+    first = Path(sources[0]).resolve()
+    for directory in [first if first.is_dir() else first.parent, *first.parents][:3]:
+        if (directory / LABELS_FILENAME).is_file():
+            return directory / LABELS_FILENAME
+    raise DataError(f"no {LABELS_FILENAME} in or above {sources[0]}: give it with --class-index")
+
+
+def configure_threads(threads: int) -> None:
+    """Limit TensorFlow's CPU threads (before any op runs); 0 leaves TensorFlow's default."""
+    import tensorflow as tf
+
+    if threads > 0:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # TensorFlow already started: keep what it has
+            log.debug("TensorFlow threads already configured")
+
+
+class BalancedSampler:
+    """Kong's balanced order: classes in shuffled rounds, each giving the next record of its own
+    shuffled queue, so rare classes are seen as often as common ones."""
+
+    def __init__(self, labels: np.ndarray, rng: np.random.Generator):
+        self.rng = rng
+        self.members = [np.flatnonzero(labels[:, c]) for c in range(labels.shape[1]) if labels[:, c].any()]
+        self.queues = [self.rng.permutation(m) for m in self.members]
+        self.cursors = [0] * len(self.members)
+        self.classes = self.rng.permutation(len(self.members))
+        self.class_cursor = 0
+
+    def _next_class(self) -> int:
+        if self.class_cursor == len(self.classes):
+            self.classes, self.class_cursor = self.rng.permutation(len(self.members)), 0
+        self.class_cursor += 1
+        return int(self.classes[self.class_cursor - 1])
+
+    def batch(self, size: int) -> np.ndarray:
+        out = np.empty(size, np.int64)
+        for slot in range(size):
+            c = self._next_class()
+            if self.cursors[c] == len(self.queues[c]):
+                self.queues[c], self.cursors[c] = self.rng.permutation(self.members[c]), 0
+            out[slot] = self.queues[c][self.cursors[c]]
+            self.cursors[c] += 1
+        return out
+
+
+class ShuffledSampler:
+    """Seeded epochs: a fresh permutation of all records each pass."""
+
+    def __init__(self, count: int, rng: np.random.Generator):
+        self.rng, self.count, self.order, self.cursor = rng, count, rng.permutation(count), 0
+
+    def batch(self, size: int) -> np.ndarray:
+        out = []
+        while len(out) < size:
+            if self.cursor == self.count:
+                self.order, self.cursor = self.rng.permutation(self.count), 0
+            take = min(size - len(out), self.count - self.cursor)
+            out.extend(self.order[self.cursor:self.cursor + take])
+            self.cursor += take
+        return np.asarray(out, np.int64)
+
+
+def model_config(options: TrainOptions, num_classes: int) -> ModelConfig:
+    return ModelConfig(num_classes=num_classes, pooling=options.pooling, hidden_units=options.hidden_units,
+                       hidden_layers=options.hidden_layers, dropout=options.dropout,
+                       attention_levels=options.attention_levels)
+
+
+def _train_step(model, optimizer, label_smoothing: float):
+    import keras
+    import tensorflow as tf
+
+    loss_fn = keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
+
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def step(frames, mask, targets):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(targets, model({"frames": frames, "mask": mask}, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    return step
+
+
+def _mixup(frames: np.ndarray, mask: np.ndarray, targets: np.ndarray, alpha: float, rng: np.random.Generator):
+    """Mix each clip with another of the batch: lam ~ Beta(alpha, alpha), frames in byte units (the
+    dequantization is affine, so this is the same mix of dequantized values)."""
+    lam = rng.beta(alpha, alpha, size=len(frames)).astype(np.float32)
+    partner = rng.permutation(len(frames))
+    mixed = lam[:, None, None] * frames + (1 - lam[:, None, None]) * frames[partner]
+    return mixed, np.maximum(mask, mask[partner]), lam[:, None] * targets + (1 - lam[:, None]) * targets[partner]
+
+
+def train_member(train_set: data.LabelledSet, options: TrainOptions, seed: int, num_classes: int,
+                 monitor=None):
+    """One network trained from `seed`; `monitor(step, model)` is called every `log_every` steps."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = build(model_config(options, num_classes), prior=float(np.clip(train_set.labels.mean(), 1e-4, 0.5)))
+    schedule = options.learning_rate
+    if options.lr_schedule == "cosine":
+        schedule = keras.optimizers.schedules.CosineDecay(options.learning_rate, options.steps,
+                                                          warmup_target=None, alpha=0.0)
+    optimizer = keras.optimizers.AdamW(schedule, weight_decay=options.weight_decay, epsilon=1e-7)
+    step = _train_step(model, optimizer, options.label_smoothing)
+    sampler = BalancedSampler(train_set.labels, rng) if options.balanced else ShuffledSampler(len(train_set), rng)
+    frames_all = train_set.frames
+    mask_all = train_set.mask
+    for index in range(1, options.steps + 1):
+        batch = sampler.batch(options.batch_size)
+        frames = frames_all[batch].astype(np.float32)
+        mask, targets = mask_all[batch], train_set.labels[batch].astype(np.float32)
+        if options.mixup > 0:
+            frames, mask, targets = _mixup(frames, mask, targets, options.mixup, rng)
+        loss = float(step(frames, mask, targets))
+        if monitor is not None and options.log_every and (index % options.log_every == 0 or index == options.steps):
+            monitor(index, model, loss)
+    return model
+
+
+def score_set(classifier_or_models, dataset: data.LabelledSet) -> np.ndarray:
+    if isinstance(classifier_or_models, Classifier):
+        return classifier_or_models.scores(dataset.frames, dataset.lengths)
+    frames, mask = as_batch(dataset.frames, dataset.lengths)
+    return np.mean([predict(m, frames, mask) for m in classifier_or_models], axis=0)
+
+
+@dataclass
+class TrainResult:
+    directory: Path
+    seconds: float
+    holdout: metrics.Metrics | None
+    evaluation: metrics.Metrics | None
+
+
+def train(sources: Sequence[str | Path], out: str | Path, options: TrainOptions,
+          eval_sources: Sequence[str | Path] = ()) -> TrainResult:
+    """Train on the records of `sources`, save the model directory `out`, return its figures."""
+    configure_threads(options.threads)
+    data.tfrecord_files(list(sources) + list(eval_sources))  # a missing input fails before anything else
+    index_path = find_class_index(options.class_index, sources)
+    classes = ClassIndex.load(index_path)
+    started = time.monotonic()
+    everything = data.load(sources, len(classes))
+    train_set, holdout = data.split_holdout(everything, options.holdout, options.seed)
+    eval_set = data.load(eval_sources, len(classes)) if eval_sources else None
+    log.info("training on %d records (%d held out), %d classes", len(train_set), len(holdout or ()), len(classes))
+
+    def monitor(step_index, model, loss):
+        line = f"seed {seed} step {step_index}/{options.steps} loss {loss:.4f}"
+        if holdout is not None:
+            line += f" held-out mAP {metrics.compute(holdout.labels, score_set([model], holdout)).mean_ap:.4f}"
+        log.info(line)
+
+    members = []
+    for seed in range(options.seed, options.seed + options.ensemble):
+        members.append(train_member(train_set, options, seed, len(classes), monitor))
+    seconds = time.monotonic() - started
+    classifier = Classifier(model_config(options, len(classes)), classes, members)
+    held = metrics.compute(holdout.labels, classifier.scores(holdout.frames, holdout.lengths)) if holdout else None
+    evaluated = metrics.compute(eval_set.labels, classifier.scores(eval_set.frames, eval_set.lengths)) \
+        if eval_set is not None else None
+    classifier.info = {
+        "training": {"options": asdict(options), "sources": [str(s) for s in sources], "records": len(train_set),
+                     "held_out": len(holdout or ()), "seconds": round(seconds, 1),
+                     "skipped_empty": everything.skipped_empty, "truncated": everything.truncated},
+        "held_out": held.summary() if held else None,
+        "evaluation": ({**evaluated.summary(), "records": len(eval_set),
+                        "sources": [str(s) for s in eval_sources]} if evaluated else None),
+    }
+    directory = classifier.save(out, index_path, card.render(classifier.info, classifier.config, classes))
+    return TrainResult(Path(directory), seconds, held, evaluated)
