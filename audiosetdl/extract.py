@@ -10,7 +10,7 @@ assembled across clips; what is model-specific lives in `audiosetdl.extract_mode
 too short for one 0.96 s VGGish example is recorded in the task's ledger as `too_short`
 (YAMNet pads every clip to at least one patch, as its reference does).
 
-`embed_files` does the same for arbitrary audio files (`audiosetdl embed`).
+`audiosetdl.embed` runs the same pipeline (`audiosetdl.pipeline`) over a user's files.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from audiosetdl.audio import clip_is_valid, decode_any, read_clip
+from audiosetdl.audio import clip_is_valid, read_clip
 from audiosetdl.config import ExtractOptions
 from audiosetdl.download.errors import Reason
 from audiosetdl.extract_models import ADAPTERS, check_model_files, make_adapter  # noqa: F401 (check_model_files: cli's)
@@ -37,7 +37,6 @@ from audiosetdl.metadata.segments import Segment
 from audiosetdl.pipeline import run_batched
 from audiosetdl.plan import Plan, PlanError, load_plan, load_task
 from audiosetdl.rundir import RunDir, clip_stem, write_json_atomic
-from audiosetdl.vggish.params import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -177,18 +176,3 @@ def _embed_keys(todo, adapter, options: ExtractOptions, bar) -> Iterator[tuple[t
         left[key] -= 1
         if left[key] == 0:
             yield key, groups[key]
-
-
-def embed_files(paths: list[Path], out: Path, options: ExtractOptions, *, embedder=None) -> int:
-    """`audiosetdl embed`: arbitrary audio files -> one TFRecord (video_id = file stem, no labels)."""
-    adapter = make_adapter(options, embedder)  # first: it checks the model files before TensorFlow loads
-    records = []
-    for path in paths:
-        samples = decode_any(Path(path))
-        rows = adapter.run(adapter.features(samples))
-        if len(rows) == 0:
-            log.warning("%s: shorter than one 0.96 s example; skipped", path)
-            continue
-        records.append(adapter.record(Path(path).stem, 0.0, len(samples) / SAMPLE_RATE, (), rows))
-    adapter.write(out, records)
-    return len(records)
