@@ -2,7 +2,8 @@
 round((end - start) * 16000) samples), checking it, and decoding audio for the model.
 
 Arbitrary audio (for `audiosetdl embed`) is decoded by ffmpeg, resampled with soxr, the same
-resampler the download stage uses, so embeddings of the same sound agree.
+resampler the download stage uses, so embeddings of the same sound agree; `stream_audio` does it a
+window at a time, reading files already in the clip format (16 kHz mono 16-bit) with libsndfile.
 """
 
 from __future__ import annotations
@@ -87,3 +88,29 @@ def _read_exactly(stream, size: int) -> bytes:
         parts.append(data)
         got += len(data)
     return b"".join(parts)
+
+
+def _is_clip_format(path: Path) -> bool:
+    """16 kHz mono 16-bit PCM (WAV, FLAC, ...), which ffmpeg would pass through unchanged."""
+    try:
+        info = soundfile.info(str(path))
+    except (RuntimeError, OSError, soundfile.LibsndfileError):
+        return False
+    return info.samplerate == SAMPLE_RATE and info.channels == 1 and info.subtype == "PCM_16"
+
+
+def stream_audio(path: Path, chunk_samples: int) -> Iterator[np.ndarray]:
+    """`stream_any`, but files already in the clip format are read by libsndfile, without starting an
+    ffmpeg process (the same samples: ffmpeg neither resamples nor converts them)."""
+    if not _is_clip_format(path):
+        yield from stream_any(path, chunk_samples)
+        return
+    try:
+        with soundfile.SoundFile(str(path)) as sound:
+            while True:
+                block = sound.read(chunk_samples, dtype="int16")
+                if not len(block):
+                    return
+                yield block.astype(np.float32) / 32768.0
+    except (RuntimeError, soundfile.LibsndfileError) as exc:
+        raise ValueError(f"{path}: could not decode it: {exc}") from None

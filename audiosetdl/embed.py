@@ -28,7 +28,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from audiosetdl.audio import stream_any
+from audiosetdl.audio import stream_audio
 from audiosetdl.config import EmbedOptions, ExtractOptions
 from audiosetdl.embed_formats import SUFFIXES, write_shard
 from audiosetdl.extract_models import make_adapter
@@ -68,7 +68,7 @@ def file_inputs(adapter, embed: EmbedOptions, samples: dict):
 
     def counted(item: Input):
         samples[item.path] = 0
-        for part in stream_any(item.path, chunk):
+        for part in stream_audio(item.path, chunk):
             samples[item.path] += len(part)
             yield part
 

@@ -11,7 +11,7 @@ import pytest
 import soundfile
 
 from audiosetdl import tfrecords, yamnet_tfrecords
-from audiosetdl.audio import decode_any
+from audiosetdl.audio import decode_any, stream_any, stream_audio
 from audiosetdl.cli import main
 from audiosetdl.config import EmbedOptions, ExtractOptions
 from audiosetdl.embed import MANIFEST, embed_paths
@@ -58,6 +58,14 @@ def test_chunked_framing_is_exactly_whole_framing(adapter, seconds):
         chunked = np.concatenate(parts)
         assert chunked.shape == whole.shape, (chunk, seconds)
         np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac"])
+def test_clip_format_fast_path_gives_ffmpegs_samples(tmp_path, suffix):
+    path = write(tmp_path / f"clip{suffix}", 2.3, 6)
+    fast = np.concatenate(list(stream_audio(path, 5000)))
+    assert np.array_equal(fast, np.concatenate(list(stream_any(path, 7000))))
+    assert np.array_equal(fast, decode_any(path)) and len(fast) == round(2.3 * 16000)
 
 
 def test_inputs_ids_globs_and_lists(tree, tmp_path):
