@@ -1,13 +1,14 @@
 """Benchmark: `audiosetdl embed` (user files -> shards) against bare inference and one model call per file.
 
 (a) bare model inference: pre-computed examples through `Embedder.embed` at the chosen batch size;
-(b) the full path: N 10-s 44.1 kHz WAV files -> ffmpeg decoding (soxr to 16 kHz) in threads, log-mel,
+(b) the full path: N 10-s 44.1 kHz WAV files (`--seconds`, `--rate`) -> ffmpeg decoding (soxr to 16 kHz;
+    16 kHz files are read by libsndfile) in threads, a window at a time, log-mel,
     batches spanning files, PCA and quantization -> TFRecord shards (`audiosetdl.embed.embed_paths`);
 (c) the old `embed`: per file, decode, features and one model call.
 Targets (issue 9): (b) >= 0.9 x (a) and (b) >= 2 x (c), as same-run ratios (the machine may be
 loaded). Weights are random with the official shapes (speed does not depend on their values).
 
-    .venv/bin/python bench/embed.py [--files 100] [--batch-size 128] [--decode-threads 2]
+    .venv/bin/python bench/embed.py [--files 100] [--seconds 10] [--rate 44100] [--batch-size 256]
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def make_files(root: Path, count: int, seconds: float = 10.0, rate: int = 44_100
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each file")
+    parser.add_argument("--rate", type=int, default=44_100, help="sample rate of the WAV files (16000: no "
+                                                                  "resampling, read without ffmpeg)")
     parser.add_argument("--batch-size", type=int, default=ExtractOptions().batch_size)
     parser.add_argument("--decode-threads", type=int, default=ExtractOptions().decode_threads)
     args = parser.parse_args()
@@ -55,13 +59,13 @@ def main() -> None:
     pca = PCAParams(rng.standard_normal((128, 128)) * 0.1, rng.standard_normal((128, 1)))
     embedder = Embedder.from_weights(random_official_weights(), pca, batch_size=args.batch_size)
     with tempfile.TemporaryDirectory() as tmp:
-        paths = make_files(Path(tmp) / "in", args.files)
+        paths = make_files(Path(tmp) / "in", args.files, args.seconds, args.rate)
         examples = np.concatenate([waveform_to_examples(decode_any(p)) for p in paths[:20]])
         embedder.embed(examples[: args.batch_size])  # warm up (graph tracing)
 
         began = time.perf_counter()
         n = 0
-        while n < 10 * args.files:
+        while n < min(len(paths) * args.seconds, 1000):
             embedder.embed(examples)
             n += len(examples)
         bare = n / (time.perf_counter() - began)
@@ -79,7 +83,7 @@ def main() -> None:
             embedder.postprocess(embedder.embed(file_examples))
             n += len(file_examples)
         per_file = n / (time.perf_counter() - began)
-    print(f"files: {args.files} x 10 s (44.1 kHz WAV), batch size {args.batch_size}, "
+    print(f"files: {args.files} x {args.seconds:g} s ({args.rate} Hz WAV), batch size {args.batch_size}, "
           f"{args.decode_threads} decode threads")
     print(f"(a) bare model inference       : {bare:7.1f} examples/s")
     print(f"(b) files -> TFRecord shards   : {full:7.1f} examples/s  ({summary.frames} examples, "
