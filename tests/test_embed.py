@@ -3,6 +3,9 @@ long files, failures that never stop the run, resume over the manifest, shards a
 
 import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +20,7 @@ from audiosetdl.config import EmbedOptions, ExtractOptions
 from audiosetdl.embed import MANIFEST, embed_paths
 from audiosetdl.extract_models import VGGishAdapter, YAMNetAdapter
 from audiosetdl.inputs import EmbedError, InputError, resolve_inputs
-from audiosetdl.pipeline import stream_inputs
+from audiosetdl.pipeline import run_batched, stream_inputs
 
 
 def signal(seconds: float, seed: int, rate: int = 16000) -> np.ndarray:
@@ -160,3 +163,47 @@ def test_cli_embed_exit_status_and_list(tree, tmp_path, vggish_models, capsys):
     assert sorted(shard_records(tmp_path / "o")) == ["b/c/y.FLAC", "b/x.wav"]
     assert main(["embed", str(tmp_path / "nope.wav"), "--out", str(tmp_path / "o2")]) == 2
     assert "nope.wav: no such file" in capsys.readouterr().err
+
+
+def test_pipeline_routes_rows_and_isolates_a_failure_mid_file():
+    def inputs(source):
+        for part in range(3):
+            if source == "bad" and part == 2:
+                raise ValueError("bad: broke after two chunks")
+            yield np.full((5 + part, 1), float(len(source) * 10 + part))
+
+    sources = ["a", "bad", "cccc", "dd"]
+    calls = []
+
+    def model(batch):
+        calls.append(len(batch))
+        return batch * 2
+
+    done = {d.source: d for d in run_batched(sources, inputs, model, batch_size=4, threads=2, width=1, prefetch=2)}
+    assert sorted(done) == sorted(sources) and done["bad"].rows is None and "broke" in str(done["bad"].error)
+    for source in ("a", "cccc", "dd"):
+        expected = np.concatenate([np.full((5 + p, 1), 2.0 * (len(source) * 10 + p)) for p in range(3)])
+        np.testing.assert_array_equal(done[source].rows, expected)
+    assert all(n == 4 for n in calls[:-1]) and sum(calls) == 3 * 18 + 11  # full batches spanning files
+
+
+def test_a_killed_embed_leaves_whole_shards_and_resumes(tmp_path, vggish_models):
+    files = [write(tmp_path / "in" / f"f{i}.wav", 2.0 + 0.1 * i, i) for i in range(8)]
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "audiosetdl", "embed", str(tmp_path / "in"), "--out", str(out), "--shard-size", "1",
+            "--decode-threads", "1", "--batch-size", "1", "--models", str(vggish_models.directory)]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if (out / MANIFEST).exists() and json.loads((out / MANIFEST).read_text())["shards"]:
+            break
+        time.sleep(0.05)
+    process.kill()
+    assert process.wait() == -9, "killed while running"
+    written = json.loads((out / MANIFEST).read_text())["shards"]
+    assert written and all(len(list(tfrecords.read(out / s["file"]))) == 1 for s in written)  # whole shards only
+    again = embed_paths([tmp_path / "in"], out, ExtractOptions(models=str(vggish_models.directory)), progress=False)
+    assert again.unchanged >= len(written) and again.unchanged + again.records == len(files)
+    ids = [r.video_id for r in tfrecords.read(sorted(out.glob("shard-*.tfrecord")))]
+    assert sorted(ids) == [f"f{i}.wav" for i in range(8)]
