@@ -31,7 +31,7 @@ from tqdm import tqdm
 from audiosetdl.audio import stream_audio
 from audiosetdl.config import EmbedOptions, ExtractOptions
 from audiosetdl.embed_formats import SUFFIXES, write_shard
-from audiosetdl.extract_models import make_adapter
+from audiosetdl.extract_models import check_model_files, make_adapter
 from audiosetdl.inputs import EmbedError, Input, resolve_inputs
 from audiosetdl.pipeline import run_batched, stream_inputs
 from audiosetdl.rundir import sweep_temp, write_json_atomic
@@ -162,8 +162,10 @@ def embed_paths(paths, out: str | Path, options: ExtractOptions, embed: EmbedOpt
     inputs = resolve_inputs(paths, embed.glob, embed.from_list)
     if not inputs:
         raise EmbedError("no input files (give files, directories or --from-list FILE; see --glob)")
+    if embedder is None:
+        check_model_files(options)  # before anything is written, and before TensorFlow loads
     output = _Output(Path(out), _signature(options, embed), embed)  # a mismatch is refused before the model loads
-    output.adapter = adapter = make_adapter(options, embedder)  # checks the model files before TensorFlow loads
+    output.adapter = adapter = make_adapter(options, embedder)
     stats = {str(item.path): item.stat_key() for item in inputs}
     done = output.prune(stats)
     todo = [item for item in inputs if str(item.path) not in done]
