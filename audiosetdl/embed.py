@@ -96,9 +96,7 @@ class _Output:
         manifest = {"signature": self.signature, "shards": [], "too_short": [], "failed": []}
         if path.exists():
             manifest = json.loads(path.read_text(encoding="utf-8"))
-            if manifest.get("signature") != self.signature:
-                raise EmbedError(f"{self.out} holds embeddings made with {manifest.get('signature')}, not "
-                                 f"{self.signature}: choose another --out")
+            check_output(self.out, self.signature)
         named = {s["file"] for s in manifest["shards"]}
         for stray in self.out.iterdir():
             if _SHARD_NAME.match(stray.name) and stray.name not in named:
@@ -147,6 +145,15 @@ class _Output:
         write_json_atomic(self.out / MANIFEST, self.manifest)
 
 
+def check_output(out: Path, signature: dict) -> None:
+    """Refuse an output directory whose manifest was made with other settings (reads only)."""
+    path = Path(out) / MANIFEST
+    if path.exists():
+        made = json.loads(path.read_text(encoding="utf-8")).get("signature")
+        if made != signature:
+            raise EmbedError(f"{out} holds embeddings made with {made}, not {signature}: choose another --out")
+
+
 def _signature(options: ExtractOptions, embed: EmbedOptions) -> dict:
     """What the records depend on besides the inputs: a rerun must match it."""
     signature = {"model": options.model, "format": embed.format, "yt8m_id": options.yt8m_id}
@@ -162,9 +169,10 @@ def embed_paths(paths, out: str | Path, options: ExtractOptions, embed: EmbedOpt
     inputs = resolve_inputs(paths, embed.glob, embed.from_list)
     if not inputs:
         raise EmbedError("no input files (give files, directories or --from-list FILE; see --glob)")
+    check_output(Path(out), _signature(options, embed))
     if embedder is None:
         check_model_files(options)  # before anything is written, and before TensorFlow loads
-    output = _Output(Path(out), _signature(options, embed), embed)  # a mismatch is refused before the model loads
+    output = _Output(Path(out), _signature(options, embed), embed)
     output.adapter = adapter = make_adapter(options, embedder)
     stats = {str(item.path): item.stat_key() for item in inputs}
     done = output.prune(stats)
