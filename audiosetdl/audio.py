@@ -2,13 +2,16 @@
 round((end - start) * 16000) samples), checking it, and decoding audio for the model.
 
 Arbitrary audio (for `audiosetdl embed`) is decoded by ffmpeg, resampled with soxr, the same
-resampler the download stage uses, so embeddings of the same sound agree.
+resampler the download stage uses, so embeddings of the same sound agree; `stream_audio` does it a
+window at a time, reading files already in the clip format (16 kHz mono 16-bit) with libsndfile.
 """
 
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import soundfile
@@ -40,9 +43,74 @@ def read_clip(path: Path) -> np.ndarray:
 
 def decode_any(path: Path) -> np.ndarray:
     """Any audio or video file ffmpeg reads -> 16 kHz mono float32 (soxr resampling)."""
-    command = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(Path(path).resolve()), "-vn", "-ac", "1",
-               "-af", f"aresample={SAMPLE_RATE}:resampler=soxr", "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1"]
-    result = subprocess.run(command, capture_output=True)
+    result = subprocess.run(_ffmpeg_command(path), capture_output=True)
     if result.returncode != 0:
         raise ValueError(f"{path}: ffmpeg could not decode it: {result.stderr.decode(errors='replace').strip()}")
     return np.frombuffer(result.stdout, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def _ffmpeg_command(path: Path) -> list[str]:
+    return ["ffmpeg", "-nostdin", "-v", "error", "-i", str(Path(path).resolve()), "-vn", "-ac", "1",
+            "-af", f"aresample={SAMPLE_RATE}:resampler=soxr", "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1"]
+
+
+def stream_any(path: Path, chunk_samples: int) -> Iterator[np.ndarray]:
+    """`decode_any` a window at a time: float32 chunks of `chunk_samples` (the last may be shorter), from one
+    ffmpeg process, so an hours-long file is never held whole. Raises ValueError naming the file when
+    ffmpeg fails (after the chunks it gave)."""
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(_ffmpeg_command(path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=errors)
+        try:
+            while True:
+                data = _read_exactly(process.stdout, 2 * chunk_samples)
+                if data:
+                    yield np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+                if len(data) < 2 * chunk_samples:
+                    break
+            if process.wait() != 0:
+                errors.seek(0)
+                message = errors.read().decode(errors="replace").strip() or f"exit status {process.returncode}"
+                raise ValueError(f"{path}: ffmpeg could not decode it: {message}")
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.stdout.close()
+            process.wait()
+
+
+def _read_exactly(stream, size: int) -> bytes:
+    parts, got = [], 0
+    while got < size:
+        data = stream.read(size - got)
+        if not data:
+            break
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
+
+
+def _is_clip_format(path: Path) -> bool:
+    """16 kHz mono 16-bit PCM (WAV, FLAC, ...), which ffmpeg would pass through unchanged."""
+    try:
+        info = soundfile.info(str(path))
+    except (RuntimeError, OSError, soundfile.LibsndfileError):
+        return False
+    return info.samplerate == SAMPLE_RATE and info.channels == 1 and info.subtype == "PCM_16"
+
+
+def stream_audio(path: Path, chunk_samples: int) -> Iterator[np.ndarray]:
+    """`stream_any`, but files already in the clip format are read by libsndfile, without starting an
+    ffmpeg process (the same samples: ffmpeg neither resamples nor converts them)."""
+    if not _is_clip_format(path):
+        yield from stream_any(path, chunk_samples)
+        return
+    try:
+        with soundfile.SoundFile(str(path)) as sound:
+            while True:
+                block = sound.read(chunk_samples, dtype="int16")
+                if not len(block):
+                    return
+                yield block.astype(np.float32) / 32768.0
+    except (RuntimeError, soundfile.LibsndfileError) as exc:
+        raise ValueError(f"{path}: could not decode it: {exc}") from None

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from audiosetdl import __version__, config
 from audiosetdl.backends.local import run_pipeline, task_indices
-from audiosetdl.config import (ConfigError, DownloadOptions, EvaluateOptions, ExtractOptions, PlanOptions,
-                               TrainOptions, options_from)
+from audiosetdl.config import (ConfigError, DownloadOptions, EmbedOptions, EvaluateOptions, ExtractOptions,
+                               LabelOptions, PlanOptions, TrainOptions, options_from)
 from audiosetdl.fetch import FetchError, fetch_metadata
+from audiosetdl.inputs import EmbedError
 from audiosetdl.labels import DataError, ModelDirError
 from audiosetdl.metadata.ontology import ClassSelectionError
 from audiosetdl.metadata.segments import SegmentFormatError
@@ -31,8 +32,9 @@ from audiosetdl.status import outcome_table, run_status
 log = logging.getLogger("audiosetdl")
 
 # Exceptions that mean "your input is wrong", shown without a traceback.
-USER_ERRORS = (ConfigError, PlanError, SegmentFormatError, ClassSelectionError, FetchError, FileNotFoundError,
-               CheckpointError, PCAParamsError, WeightsError, ClassMapError, DataError, ModelDirError)
+USER_ERRORS = (ConfigError, EmbedError, PlanError, SegmentFormatError, ClassSelectionError, FetchError,
+               FileNotFoundError, CheckpointError, PCAParamsError, WeightsError, ClassMapError, DataError,
+               ModelDirError)
 
 
 def cmd_plan(args: argparse.Namespace, cfg: dict) -> int:
@@ -78,11 +80,29 @@ def cmd_extract(args: argparse.Namespace, cfg: dict) -> int:
 
 
 def cmd_embed(args: argparse.Namespace, cfg: dict) -> int:
-    from audiosetdl.extract import embed_files
+    from audiosetdl.embed import embed_paths, summary_lines
 
-    count = embed_files([Path(p) for p in args.audio], Path(args.out), options_from(ExtractOptions, args, cfg))
-    print(f"{count} records written to {args.out}")
-    return 0
+    summary = embed_paths(args.audio, args.out, options_from(ExtractOptions, args, cfg),
+                          options_from(EmbedOptions, args, cfg))
+    print("\n".join(summary_lines(summary, args.out)))
+    return summary.exit_status
+
+
+def cmd_label(args: argparse.Namespace, cfg: dict) -> int:
+    from audiosetdl.label import label_paths, summary_lines, write_csv, write_json
+    from audiosetdl.label_plot import plot_file
+
+    labels = label_paths(args.audio, options_from(ExtractOptions, args, cfg), options_from(EmbedOptions, args, cfg),
+                         options_from(LabelOptions, args, cfg))
+    print("\n".join(summary_lines(labels)))
+    if args.json:
+        write_json(labels, args.json)
+    if args.csv:
+        write_csv(labels, args.csv)
+    labelled = [f for f in labels.files if f.error is None]
+    if args.plot and labelled:
+        plot_file(labels, labelled[0], args.plot)
+    return 1 if labels.failed else 0
 
 
 def cmd_run(args: argparse.Namespace, cfg: dict) -> int:
@@ -269,13 +289,16 @@ def build_parser() -> argparse.ArgumentParser:
         config.add_options(p, cls)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("embed", parents=[common], help="embed arbitrary audio files into one TFRecord",
-                       description="Decode audio or video files with ffmpeg (16 kHz mono, soxr), embed them with "
-                                   "VGGish (or --model yamnet) and write one AudioSet-schema record per file "
-                                   "(video_id = file stem).")
-    p.add_argument("audio", nargs="+", help="audio or video files")
-    p.add_argument("--out", "-o", required=True, metavar="FILE.tfrecord", help="TFRecord to write")
+    p = sub.add_parser("embed", parents=[common], help="embed audio or video files into sharded TFRecords/npz/parquet",
+                       description="Decode audio or video files with ffmpeg (16 kHz mono, soxr) a window at a time, "
+                                   "embed them with VGGish (or --model yamnet) on batches spanning files, and write "
+                                   "one record per file (video_id = its path relative to the inputs' common "
+                                   "directory) into OUT/shard-NNNNN.* with OUT/manifest.json. Reruns skip files "
+                                   "already embedded. Exit status 1 when some file failed (listed at the end).")
+    p.add_argument("audio", nargs="*", help="audio or video files, or directories (searched recursively, see --glob)")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="output directory (shards and manifest.json)")
     config.add_options(p, ExtractOptions)
+    config.add_options(p, EmbedOptions)
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("train", parents=[common], help="train a classifier on VGGish embedding TFRecords",
@@ -300,6 +323,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="directory for metrics.json, CSV and plot")
     config.add_options(p, EvaluateOptions)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("label", parents=[common], help="AudioSet classes of audio files: top-k and per-frame scores",
+                       description="Score audio or video files with YAMNet's own classes (--model yamnet) or a "
+                                   "classifier trained by `audiosetdl train` on VGGish embeddings (--model vggish "
+                                   "--classifier DIR), on embed's pipeline. Prints each file's best classes; "
+                                   "--json, --csv and --plot write them (schemas in the README). Exit status 1 "
+                                   "when some file failed.")
+    p.add_argument("audio", nargs="*", help="audio or video files, or directories (searched recursively, see --glob)")
+    p.add_argument("--json", metavar="FILE.json", help="write model, categories, per-file predictions and per-frame "
+                                                       "scores as JSON")
+    p.add_argument("--csv", metavar="FILE.csv", help="write one row per prediction: id, path, rank, mid, name, score")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the first file's best classes over time as a heat map")
+    config.add_options(p, ExtractOptions)
+    config.add_options(p, EmbedOptions)
+    config.add_options(p, LabelOptions)
+    p.set_defaults(func=cmd_label)
 
     model_choice = argparse.ArgumentParser(add_help=False)
     model_choice.add_argument("--model", choices=config.MODELS, default="vggish",

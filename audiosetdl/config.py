@@ -125,6 +125,44 @@ class ExtractOptions:
                                choices=tuple(YAMNET_DTYPES))
 
 
+# `embed`/`label` directory inputs: files with these (case-insensitive) patterns, searched recursively.
+AUDIO_GLOBS = ("*.wav", "*.flac", "*.mp3", "*.ogg", "*.opus", "*.m4a", "*.aac", "*.wma", "*.aiff", "*.aif",
+               "*.webm", "*.mp4", "*.mkv", "*.mov", "*.avi")
+EMBED_FORMATS = ("tfrecord", "npz", "parquet")
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """How `embed` and `label` find a user's files, read them and write their embeddings."""
+
+    SECTION: typing.ClassVar[str] = "embed"
+
+    glob: tuple[str, ...] = option(AUDIO_GLOBS, "file name patterns picked up (case-insensitively) under directory "
+                                                "inputs, searched recursively", metavar="PATTERN")
+    from_list: str | None = option(None, "text file naming one input path per line (relative paths: to the file's "
+                                         "directory; blank lines and lines starting with # are ignored)",
+                                   metavar="FILE")
+    format: str = option("tfrecord", "output format of `embed`: tfrecord (the released schema), npz or parquet "
+                                     "(layouts in the README)", choices=EMBED_FORMATS)
+    shard_size: int = option(1000, "records (input files) per output shard of `embed`", metavar="N")
+    chunk_seconds: float = option(60.0, "decode and frame each file this many seconds at a time (long files are "
+                                        "never held whole in memory)", metavar="SECONDS")
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """How `label` reports AudioSet classes for each file."""
+
+    SECTION: typing.ClassVar[str] = "label"
+
+    top: int = option(5, "report the K best classes of each file (by mean score over its frames)", metavar="K")
+    threshold: float = option(0.0, "report only classes whose file score is at least this")
+    classes: tuple[str, ...] = option((), "restrict to these classes (display names or MIDs, case-insensitive); "
+                                          "empty: every class", metavar="CLASS")
+    classifier: str | None = option(None, "with --model vggish: a classifier directory made by `audiosetdl train`",
+                                    metavar="DIR")
+
+
 @dataclass(frozen=True)
 class SlurmOptions:
     """Where and how `audiosetdl submit` runs the tasks on a SLURM cluster (site defaults go here)."""
@@ -202,8 +240,8 @@ class EvaluateOptions:
 
 
 # The config file's sections, in the order configs/default.yaml lists them.
-ALL_OPTION_CLASSES: list[type] = [PlanOptions, DownloadOptions, ExtractOptions, SlurmOptions, TrainOptions,
-                                  EvaluateOptions]
+ALL_OPTION_CLASSES: list[type] = [PlanOptions, DownloadOptions, ExtractOptions, EmbedOptions, LabelOptions,
+                                  SlurmOptions, TrainOptions, EvaluateOptions]
 
 
 # ----------------------------------------------------------------------------- argparse --

@@ -10,34 +10,33 @@ assembled across clips; what is model-specific lives in `audiosetdl.extract_mode
 too short for one 0.96 s VGGish example is recorded in the task's ledger as `too_short`
 (YAMNet pads every clip to at least one patch, as its reference does).
 
-`embed_files` does the same for arbitrary audio files (`audiosetdl embed`).
+`audiosetdl.embed` runs the same pipeline (`audiosetdl.pipeline`) over a user's files.
 """
 
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import hashlib
 import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 from tqdm import tqdm
 
-from audiosetdl.audio import clip_is_valid, decode_any, read_clip
+from audiosetdl.audio import clip_is_valid, read_clip
 from audiosetdl.config import ExtractOptions
 from audiosetdl.download.errors import Reason
 from audiosetdl.extract_models import ADAPTERS, check_model_files, make_adapter  # noqa: F401 (check_model_files: cli's)
 from audiosetdl.ledger import FAILED, Attempt, LedgerWriter
 from audiosetdl.metadata.ontology import ClassIndex
 from audiosetdl.metadata.segments import Segment
+from audiosetdl.pipeline import run_batched
 from audiosetdl.plan import Plan, PlanError, load_plan, load_task
 from audiosetdl.rundir import RunDir, clip_stem, write_json_atomic
-from audiosetdl.vggish.params import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -153,96 +152,27 @@ def _write_key(run: RunDir, key, items: list[_Item], label_index: dict[str, int]
     summary.too_short += len(too_short)
 
 
-def _decoded(items: Iterable[_Item], threads: int, features) -> Iterator[_Item]:
-    """Items with their model inputs (`features(samples)`), in order, decoded by `threads` threads ahead of use."""
-    def decode(item: _Item) -> _Item:
-        item.examples = features(read_clip(item.path))
-        return item
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        window: collections.deque = collections.deque()
-        for item in items:
-            window.append(pool.submit(decode, item))
-            if len(window) >= PREFETCH_CLIPS:
-                yield window.popleft().result()
-        while window:
-            yield window.popleft().result()
-
-
 def _embed_keys(todo, adapter, options: ExtractOptions, bar) -> Iterator[tuple[tuple[str, str], list[_Item]]]:
-    """Yield each key with its items' model outputs, in order, as soon as the key is complete.
+    """Yield each key with its items' model outputs as soon as the key is complete.
 
-    Examples of consecutive clips are concatenated and the model always runs on full batches
-    (except the last): far faster than one call per clip, as the reference demo does.
+    The shared pipeline (`audiosetdl.pipeline`) decodes clips in threads and runs the model on
+    full batches assembled across clips: far faster than one call per clip.
     """
+    left = {key: len(items) for key, items in todo}
     for key, items in todo:
         if not items:
             yield key, items
-    flat = [(key, item) for key, items in todo for item in items]
-    parts: dict[int, list[np.ndarray]] = collections.defaultdict(list)
-    unembedded: collections.deque = collections.deque()  # [item, examples not embedded yet], in order
-    pending: set[int] = set()  # ids of items with examples not embedded yet
-    buffered: list[np.ndarray] = []
-    decoded = 0  # items of `flat` decoded so far
-    released = 0  # items of `flat` already yielded with their key
-
-    def run_batch(examples: np.ndarray) -> None:
-        embedded = adapter.run(examples)
-        offset = 0
-        while offset < len(embedded):
-            entry = unembedded[0]
-            take = min(entry[1], len(embedded) - offset)
-            parts[id(entry[0])].append(embedded[offset: offset + take])
-            offset += take
-            entry[1] -= take
-            if entry[1] == 0:
-                unembedded.popleft()
-                pending.discard(id(entry[0]))
-
-    def complete_keys() -> Iterator[tuple[tuple[str, str], list[_Item]]]:
-        nonlocal released
-        while released < decoded:
-            key = flat[released][0]
-            end = released
-            while end < len(flat) and flat[end][0] == key:
-                end += 1
-            if end > decoded or any(id(item) in pending for _, item in flat[released:end]):
-                return
-            group = [item for _, item in flat[released:end]]
-            for item in group:
-                pieces = parts.pop(id(item), [])
-                item.embedding = np.concatenate(pieces) if pieces else np.zeros((0, adapter.width), adapter.dtype)
-                item.examples = None
-            bar.update(len(group))
-            released = end
-            yield key, group
-
-    for item in _decoded((item for _, item in flat), options.decode_threads, adapter.features):
-        decoded += 1
-        if len(item.examples):
-            unembedded.append([item, len(item.examples)])
-            pending.add(id(item))
-            buffered.append(item.examples)
-        while sum(len(b) for b in buffered) >= options.batch_size:
-            batch = np.concatenate(buffered)
-            run_batch(batch[: options.batch_size])
-            buffered = [batch[options.batch_size:]] if len(batch) > options.batch_size else []
-        yield from complete_keys()
-    if buffered:
-        run_batch(np.concatenate(buffered))
-    yield from complete_keys()
-
-
-def embed_files(paths: list[Path], out: Path, options: ExtractOptions, *, embedder=None) -> int:
-    """`audiosetdl embed`: arbitrary audio files -> one TFRecord (video_id = file stem, no labels)."""
-    adapter = make_adapter(options, embedder)  # first: it checks the model files before TensorFlow loads
-    records = []
-    for path in paths:
-        samples = decode_any(Path(path))
-        rows = adapter.run(adapter.features(samples))
-        if len(rows) == 0:
-            log.warning("%s: shorter than one 0.96 s example; skipped", path)
-            continue
-        records.append(adapter.record(Path(path).stem, 0.0, len(samples) / SAMPLE_RATE, (), rows))
-    adapter.write(out, records)
-    return len(records)
+    keys = {id(item): key for key, items in todo for item in items}
+    groups = dict(todo)
+    flat = [item for _, items in todo for item in items]
+    for done in run_batched(flat, lambda item: [adapter.features(read_clip(item.path))], adapter.run,
+                            batch_size=options.batch_size, threads=options.decode_threads,
+                            width=adapter.width, dtype=adapter.dtype, prefetch=PREFETCH_CLIPS):
+        if done.error is not None:
+            raise done.error  # a clip checked valid that cannot be read: the run directory is damaged
+        done.source.embedding = done.rows
+        bar.update(1)
+        key = keys[id(done.source)]
+        left[key] -= 1
+        if left[key] == 0:
+            yield key, groups[key]

@@ -22,6 +22,8 @@ from typing import Callable
 import numpy as np
 
 from audiosetdl.config import ExtractOptions
+from audiosetdl.vggish import params as vggish_params
+from audiosetdl.yamnet import params as yamnet_params
 
 
 class VGGishAdapter:
@@ -43,6 +45,21 @@ class VGGishAdapter:
         from audiosetdl.vggish.features import waveform_to_examples
 
         return waveform_to_examples(samples)
+
+    # Streaming (long files, `audiosetdl.chunks`): example i covers samples [i * hop, i * hop + window).
+    hop_samples = vggish_params.EXAMPLE_HOP_FRAMES * vggish_params.STFT_HOP_SAMPLES  # 15360: no overlap
+    window_samples = ((vggish_params.EXAMPLE_FRAMES - 1) * vggish_params.STFT_HOP_SAMPLES
+                      + vggish_params.STFT_WINDOW_SAMPLES)  # 15600
+
+    @staticmethod
+    def window_features(samples: np.ndarray) -> np.ndarray:
+        """Inputs of the whole windows in `samples` (which start at a multiple of `hop_samples`)."""
+        return VGGishAdapter.features(samples)
+
+    @staticmethod
+    def tail_features(samples: np.ndarray, consumed: int, total: int) -> np.ndarray:
+        """Inputs of the last samples of a file of `total` samples (`consumed` already framed): whole ones only."""
+        return VGGishAdapter.features(samples)
 
     def run(self, examples: np.ndarray) -> np.ndarray:
         return self.embedder.postprocess(self.embedder.embed(examples))
@@ -79,6 +96,28 @@ class YAMNetAdapter:
         from audiosetdl.yamnet.features import waveform_to_patches
 
         return waveform_to_patches(samples)
+
+    hop_samples = yamnet_params.PATCH_HOP_SAMPLES  # 7680 (0.48 s): patches overlap by half
+    window_samples = yamnet_params.MIN_SAMPLES  # 15600 (0.975 s)
+
+    @staticmethod
+    def window_features(samples: np.ndarray) -> np.ndarray:
+        from audiosetdl.yamnet.features import log_mel, log_mel_to_patches
+
+        return np.ascontiguousarray(log_mel_to_patches(log_mel(np.asarray(samples, np.float64))), dtype=np.float32)
+
+    @staticmethod
+    def tail_features(samples: np.ndarray, consumed: int, total: int) -> np.ndarray:
+        """The last patches: the reference pads the whole file (`padded_length(total)`), so the tail is padded
+        to what is left of that length."""
+        from audiosetdl.yamnet.features import padded_length
+
+        rest = padded_length(total) - consumed
+        if rest < YAMNetAdapter.window_samples:
+            return np.zeros((0, 96, 64), np.float32)
+        padded = np.zeros(rest, np.float64)
+        padded[: len(samples)] = samples
+        return YAMNetAdapter.window_features(padded)
 
     def run(self, patches: np.ndarray) -> np.ndarray:
         embeddings, scores = self.embedder.embed(patches)

@@ -11,7 +11,8 @@ import soundfile
 
 from audiosetdl import tfrecords
 from audiosetdl.config import ExtractOptions, PlanOptions
-from audiosetdl.extract import embed_files, run_task
+from audiosetdl.embed import embed_paths
+from audiosetdl.extract import run_task
 from audiosetdl.ledger import OK, Attempt, LedgerWriter, read_ledger
 from audiosetdl.metadata.ontology import ClassIndex
 from audiosetdl.metadata.segments import Segment, render_csv
@@ -144,7 +145,7 @@ def test_missing_models_say_what_to_run(run, tmp_path):
 def test_embed_arbitrary_files(tmp_path, vggish_models):
     wav = tmp_path / "dog bark.wav"
     soundfile.write(str(wav), signal(2.5 * 44100 / 16000, 3), 44100)  # 2.5 s at 44.1 kHz: resampled on decode
-    out = tmp_path / "out.tfrecord"
-    assert embed_files([wav], out, ExtractOptions(models=str(vggish_models.directory))) == 1
-    (record,) = tfrecords.read(out)
-    assert record.video_id == "dog bark" and record.embedding.shape == (2, 128) and record.labels == ()
+    out = tmp_path / "out"
+    assert embed_paths([wav], out, ExtractOptions(models=str(vggish_models.directory)), progress=False).records == 1
+    (record,) = tfrecords.read(out / "shard-00000.tfrecord")
+    assert record.video_id == "dog bark.wav" and record.embedding.shape == (2, 128) and record.labels == ()

@@ -51,24 +51,25 @@ def test_log_lines_are_recognised():
 
 
 def test_embed_without_models_answers_before_tensorflow(tone, tmp_path):
-    res = run_fresh("-c", CLI_THEN_TF_IMPORTED, "embed", str(tone), "--out", str(tmp_path / "x.tfrecord"),
+    res = run_fresh("-c", CLI_THEN_TF_IMPORTED, "embed", str(tone), "--out", str(tmp_path / "x"),
                     "--models", str(tmp_path / "none"))
     assert res.returncode == 2
     assert res.stdout.strip() == "tensorflow imported: False"
     (line,) = res.stderr.splitlines()  # our message alone
     assert line.startswith(f"audiosetdl embed: error: VGGish model files not found: {tmp_path / 'none'}")
     assert "audiosetdl fetch-models" in line
+    assert not (tmp_path / "x").exists(), "nothing written"
 
 
 @pytest.mark.slow
 def test_embed_is_quiet_unless_debug(vggish_models, tone, tmp_path):
-    argv = ["-m", "audiosetdl", "embed", str(tone), "--out", str(tmp_path / "x.tfrecord"),
+    argv = ["-m", "audiosetdl", "embed", str(tone), "--out", str(tmp_path / "x"),
             "--models", str(vggish_models.directory), "--device", "/CPU:0"]
     quiet = run_fresh(*argv)
     assert quiet.returncode == 0, quiet.stderr
     assert cpp_lines(quiet.stderr) == [], quiet.stderr
     assert re.search(r" INFO audiosetdl\.vggish\.model: VGGish on CPU \(\d+ threads\)", quiet.stderr), quiet.stderr
-    assert quiet.stdout.strip() == f"1 records written to {tmp_path / 'x.tfrecord'}"
+    assert quiet.stdout.strip().startswith(f"1 files embedded (2 frames) into {tmp_path / 'x'}")
 
     loud = run_fresh(*argv, "--log-level", "DEBUG")
     assert loud.returncode == 0, loud.stderr

@@ -14,7 +14,8 @@ import tensorflow as tf
 from audiosetdl import tfrecords, yamnet_tfrecords
 from audiosetdl.cli import main
 from audiosetdl.config import ExtractOptions
-from audiosetdl.extract import embed_files, run_task
+from audiosetdl.embed import embed_paths
+from audiosetdl.extract import run_task
 from audiosetdl.metadata.ontology import ClassIndex
 from audiosetdl.plan import load_plan
 from audiosetdl.rundir import RunDir
@@ -117,14 +118,14 @@ def test_record_checks_and_bad_frames():
 def test_embed_files_with_yamnet(tmp_path: Path, yamnet_models: YAMNetTestModels):
     wav = tmp_path / "dog bark.wav"
     soundfile.write(str(wav), signal(1.2, 3), 16000)
-    out = tmp_path / "out.tfrecord"
+    out = tmp_path / "out"
     argv = ["embed", str(wav), "--out", str(out), "--model", "yamnet", "--models", str(yamnet_models.directory)]
     assert main(argv) == 0
-    (record,) = yamnet_tfrecords.read(out)
-    assert record.video_id == "dog bark" and record.num_frames == 2 and record.labels == ()
+    (record,) = yamnet_tfrecords.read(out / "shard-00000.tfrecord")
+    assert record.video_id == "dog bark.wav" and record.num_frames == 2 and record.labels == ()
     assert record.end == pytest.approx(1.2)
-    assert embed_files([wav], tmp_path / "again.tfrecord", ExtractOptions(model="yamnet",
-                                                                        models=str(yamnet_models.directory))) == 1
+    options = ExtractOptions(model="yamnet", models=str(yamnet_models.directory))
+    assert embed_paths([wav], tmp_path / "again", options, progress=False).records == 1
 
 
 def test_cli_checks_yamnet_files_first(tmp_path: Path, capsys):

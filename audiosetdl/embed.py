@@ -1,0 +1,214 @@
+"""`audiosetdl embed`: a user's audio or video files -> VGGish or YAMNet embeddings in shards.
+
+Inputs (`audiosetdl.inputs`) are decoded by ffmpeg a window at a time (`--chunk-seconds`) in
+`--decode-threads` threads, framed exactly as if whole (`pipeline.stream_inputs`), and embedded
+on batches that span files (`pipeline.run_batched`, the pipeline `extract` uses). Records (one
+per file, `video_id` = the input's ID, start 0, end = its duration, no labels) are written as
+they come, `--shard-size` per shard (sorted by ID within a shard), into the output directory:
+
+    OUT/shard-NNNNN.tfrecord (or .npz, .parquet)   whole records, written atomically
+    OUT/manifest.json                               what each shard holds, and why files failed
+
+The manifest is rewritten (atomically) after each shard. It names, for every shard, the inputs
+it holds with their size and modification time: a rerun over the same inputs skips them, and
+a shard holding an input that changed since is deleted and its inputs embedded again. A kill
+loses at most the shard being filled; shard files the manifest does not name are removed.
+A file ffmpeg cannot decode is listed under `failed` with the reason and retried by the next
+run; one too short for a VGGish example is listed under `too_short`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from audiosetdl.audio import stream_audio
+from audiosetdl.config import EmbedOptions, ExtractOptions
+from audiosetdl.embed_formats import SUFFIXES, write_shard
+from audiosetdl.extract_models import check_model_files, make_adapter
+from audiosetdl.inputs import EmbedError, Input, resolve_inputs
+from audiosetdl.pipeline import run_batched, stream_inputs
+from audiosetdl.rundir import sweep_temp, write_json_atomic
+from audiosetdl.vggish.params import SAMPLE_RATE
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+SHARD_PATTERN = "shard-{:05d}"
+_SHARD_NAME = re.compile(r"^shard-(\d{5})\.(tfrecord|npz|parquet)$")
+
+
+@dataclass
+class EmbedSummary:
+    inputs: int = 0
+    unchanged: int = 0  # already embedded by an earlier run
+    records: int = 0
+    frames: int = 0
+    shards: int = 0
+    failed: list[dict] = field(default_factory=list)  # {"path", "id", "reason"}
+    too_short: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def exit_status(self) -> int:
+        """0, or 1 when some file could not be embedded."""
+        return 1 if self.failed else 0
+
+
+def file_inputs(adapter, embed: EmbedOptions, samples: dict):
+    """`inputs(source)` for `run_batched`: one file's model inputs, streamed from ffmpeg in chunks;
+    each file's decoded sample count goes to `samples[path]`."""
+    chunk = max(adapter.window_samples, round(embed.chunk_seconds * SAMPLE_RATE))
+
+    def counted(item: Input):
+        samples[item.path] = 0
+        for part in stream_audio(item.path, chunk):
+            samples[item.path] += len(part)
+            yield part
+
+    return lambda item: stream_inputs(counted(item), adapter)
+
+
+def _entry(item: Input, stat: dict) -> dict:
+    return {"path": str(item.path), "id": item.id, **stat}
+
+
+class _Output:
+    """The output directory: its manifest, the shards kept from earlier runs, the shard being filled."""
+
+    def __init__(self, out: Path, signature: dict, embed: EmbedOptions):
+        self.out, self.signature, self.embed, self.adapter = out, signature, embed, None
+        self.suffix = SUFFIXES[embed.format]
+        out.mkdir(parents=True, exist_ok=True)
+        sweep_temp(out)
+        self.manifest = self._load()
+        self.pending: list = []
+        self.pending_entries: list[dict] = []
+
+    def _load(self) -> dict:
+        path = self.out / MANIFEST
+        manifest = {"signature": self.signature, "shards": [], "too_short": [], "failed": []}
+        if path.exists():
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+            check_output(self.out, self.signature)
+        named = {s["file"] for s in manifest["shards"]}
+        for stray in self.out.iterdir():
+            if _SHARD_NAME.match(stray.name) and stray.name not in named:
+                stray.unlink()  # written by a run killed before its manifest named it
+        return manifest
+
+    def prune(self, current: dict[str, dict]) -> set[str]:
+        """Drop shards holding an input that changed (or vanished from disk); return the paths still done."""
+        def fresh(entry: dict) -> bool:
+            stat = current.get(entry["path"])
+            if stat is None:
+                return Path(entry["path"]).exists()  # not an input this time: kept as it is
+            return stat == {"size": entry["size"], "mtime_ns": entry["mtime_ns"]}
+
+        kept, dropped = [], []
+        for shard in self.manifest["shards"]:
+            good = (self.out / shard["file"]).exists() and all(fresh(e) for e in shard["inputs"])
+            (kept if good else dropped).append(shard)
+        self.manifest["shards"] = kept
+        self.manifest["too_short"] = [e for e in self.manifest["too_short"] if fresh(e)]
+        if dropped:
+            write_json_atomic(self.out / MANIFEST, self.manifest)
+            for shard in dropped:
+                (self.out / shard["file"]).unlink(missing_ok=True)
+        done = {e["path"] for s in kept for e in s["inputs"]}
+        return done | {e["path"] for e in self.manifest["too_short"]}
+
+    def add(self, record, entry: dict) -> None:
+        self.pending.append(record)
+        self.pending_entries.append({**entry, "frames": len(record.embedding)})
+        if len(self.pending) >= self.embed.shard_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            order = sorted(range(len(self.pending)), key=lambda i: self.pending[i].video_id)  # files finish in any order
+            self.pending = [self.pending[i] for i in order]
+            self.pending_entries = [self.pending_entries[i] for i in order]
+            used = [int(_SHARD_NAME.match(s["file"]).group(1)) for s in self.manifest["shards"]]
+            name = SHARD_PATTERN.format(max(used, default=-1) + 1) + self.suffix
+            write_shard(self.out / name, self.pending, self.embed.format, self.adapter)
+            self.manifest["shards"].append({"file": name, "records": len(self.pending),
+                                            "frames": sum(e["frames"] for e in self.pending_entries),
+                                            "inputs": self.pending_entries})
+            self.pending, self.pending_entries = [], []
+        write_json_atomic(self.out / MANIFEST, self.manifest)
+
+
+def check_output(out: Path, signature: dict) -> None:
+    """Refuse an output directory whose manifest was made with other settings (reads only)."""
+    path = Path(out) / MANIFEST
+    if path.exists():
+        made = json.loads(path.read_text(encoding="utf-8")).get("signature")
+        if made != signature:
+            raise EmbedError(f"{out} holds embeddings made with {made}, not {signature}: choose another --out")
+
+
+def _signature(options: ExtractOptions, embed: EmbedOptions) -> dict:
+    """What the records depend on besides the inputs: a rerun must match it."""
+    signature = {"model": options.model, "format": embed.format, "yt8m_id": options.yt8m_id}
+    if options.model == "yamnet":
+        signature["yamnet_dtype"] = options.yamnet_dtype
+    return signature
+
+
+def embed_paths(paths, out: str | Path, options: ExtractOptions, embed: EmbedOptions = EmbedOptions(), *,
+                embedder=None, progress: bool = True) -> EmbedSummary:
+    """Embed every input (files, directories, `embed.from_list`) into shards in `out` (see the module docstring)."""
+    began = time.monotonic()
+    inputs = resolve_inputs(paths, embed.glob, embed.from_list)
+    if not inputs:
+        raise EmbedError("no input files (give files, directories or --from-list FILE; see --glob)")
+    check_output(Path(out), _signature(options, embed))
+    if embedder is None:
+        check_model_files(options)  # before anything is written, and before TensorFlow loads
+    output = _Output(Path(out), _signature(options, embed), embed)
+    output.adapter = adapter = make_adapter(options, embedder)
+    stats = {str(item.path): item.stat_key() for item in inputs}
+    done = output.prune(stats)
+    todo = [item for item in inputs if str(item.path) not in done]
+    summary = EmbedSummary(inputs=len(inputs), unchanged=len(inputs) - len(todo))
+    output.manifest["failed"] = []
+    samples: dict[Path, int] = {}
+    with tqdm(total=len(todo), desc="embed", unit="file", disable=not progress) as bar:
+        for result in run_batched(todo, file_inputs(adapter, embed, samples), adapter.run, batch_size=options.batch_size,
+                                  threads=options.decode_threads, width=adapter.width, dtype=adapter.dtype):
+            item, entry = result.source, _entry(result.source, stats[str(result.source.path)])
+            bar.update(1)
+            if result.error is not None:
+                reason = str(result.error)
+                log.warning("%s", reason)
+                summary.failed.append({"path": str(item.path), "id": item.id, "reason": reason})
+                output.manifest["failed"].append(summary.failed[-1])
+            elif len(result.rows) == 0:
+                log.warning("%s: %s; skipped", item.path, adapter.too_short)
+                summary.too_short.append(item.id)
+                output.manifest["too_short"].append(entry)
+            else:
+                duration = samples.pop(item.path) / SAMPLE_RATE
+                output.add(adapter.record(item.id, 0.0, duration, (), result.rows), entry)
+                summary.records += 1
+                summary.frames += len(result.rows)
+                bar.set_postfix(frames=summary.frames)
+    output.flush()
+    summary.shards = len(output.manifest["shards"])
+    summary.seconds = time.monotonic() - began
+    return summary
+
+
+def summary_lines(summary: EmbedSummary, out: str | Path) -> list[str]:
+    """What `audiosetdl embed` prints at the end."""
+    lines = [f"{summary.records} files embedded ({summary.frames} frames) into {out} ({summary.shards} shards in all); "
+             f"{summary.unchanged} already there, {len(summary.too_short)} too short, {len(summary.failed)} failed"]
+    lines += [f"failed: {f['path']}: {f['reason']}" for f in summary.failed]
+    return lines
