@@ -89,8 +89,8 @@ def cmd_embed(args: argparse.Namespace, cfg: dict) -> int:
 
 
 def cmd_label(args: argparse.Namespace, cfg: dict) -> int:
-    from audiosetdl.label import label_paths, summary_lines, write_csv, write_json
-    from audiosetdl.label_plot import plot_file
+    from audiosetdl.labels.label import label_paths, summary_lines, write_csv, write_json
+    from audiosetdl.labels.plot import plot_file
 
     labels = label_paths(args.audio, options_from(ExtractOptions, args, cfg), options_from(EmbedOptions, args, cfg),
                          options_from(LabelOptions, args, cfg))

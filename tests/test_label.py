@@ -12,7 +12,7 @@ import soundfile
 from audiosetdl.audio import decode_any
 from audiosetdl.cli import main
 from audiosetdl.config import EmbedOptions, ExtractOptions, LabelOptions
-from audiosetdl.label import label_paths
+from audiosetdl.labels.label import label_paths
 from audiosetdl.yamnet import Embedder, load_class_map
 
 

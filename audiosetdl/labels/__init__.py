@@ -1,6 +1,8 @@
 """Classifiers on VGGish embeddings: `train` (fit and save a model directory), `evaluate` (mAP, AUC,
 d' and per-class figures on TFRecords), `model` (the networks and `load_classifier`), `metrics`
-(AP/AUC in numpy), `data` (TFRecords -> arrays), `card` (the model card).
+(AP/AUC in numpy), `data` (TFRecords -> arrays), `card` (the model card), and tagging a user's
+files: `label` (top-k classes and per-frame scores on embed's pipeline, JSON/CSV) and `plot` (the
+time x class heat map).
 
 This package's `__init__` holds only the user-facing errors, so that the CLI can name them without
 importing TensorFlow.
