@@ -99,7 +99,8 @@ def test_each_proxy_has_its_own_budget(tmp_path, media_60s):
         for proc in procs:
             finish(proc)
         per_proxy = [[t for t, _ in video_requests(proxy)] for proxy in proxies]
-    assert all_ok(run) == set(ids) and sorted(len(times) for times in per_proxy) == [4, 4]  # worker w: proxy w % 2
+    # Worker w goes through proxy w % 2; which worker takes which clip is the pool's choice.
+    assert all_ok(run) == set(ids) and sum(map(len, per_proxy)) == len(ids) and all(per_proxy)
     for times in per_proxy:
         assert max_in_window(times, 4 - TOLERANCE_S) <= 2, [round(t - times[0], 2) for t in times]
     assert max_in_window(per_proxy[0] + per_proxy[1], 4 - TOLERANCE_S) > 2  # two budgets, spent side by side
