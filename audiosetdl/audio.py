@@ -16,6 +16,7 @@ from typing import Iterator
 import numpy as np
 import soundfile
 
+from audiosetdl.ffmpeg_exe import ffmpeg
 from audiosetdl.metadata.segments import Segment
 from audiosetdl.vggish.params import SAMPLE_RATE
 
@@ -50,7 +51,7 @@ def decode_any(path: Path) -> np.ndarray:
 
 
 def _ffmpeg_command(path: Path) -> list[str]:
-    return ["ffmpeg", "-nostdin", "-v", "error", "-i", str(Path(path).resolve()), "-vn", "-ac", "1",
+    return [ffmpeg(), "-nostdin", "-v", "error", "-i", str(Path(path).resolve()), "-vn", "-ac", "1",
             "-af", f"aresample={SAMPLE_RATE}:resampler=soxr", "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1"]
 
 

@@ -23,11 +23,11 @@ import numpy as np
 import soundfile
 
 from audiosetdl.download.errors import ClipError, Reason
+from audiosetdl.ffmpeg_exe import ffmpeg
 from audiosetdl.download.index import Container, FragmentIndex, IndexNotFound, TrackInfo
 from audiosetdl.download.mp4 import mp4_fragment_decode_ticks
 from audiosetdl.download.webm import opus_packet_samples, webm_cluster_first_block
 
-FFMPEG = "ffmpeg"
 OUTPUT_CHANNELS = 1
 AAC_FRAME_SAMPLES = 1024  # AAC-LC: samples per frame; its encoder delay and its decoder's preroll
 OPUS_RATE = 48_000  # Opus always decodes at 48 kHz
@@ -151,7 +151,7 @@ def resample_chain(out_rate: int) -> str:
 
 def run_ffmpeg(args: list[str], timeout: float, what: str) -> bytes:
     try:
-        done = subprocess.run([FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", *args],
+        done = subprocess.run([ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", *args],
                               capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         raise ClipError.of(Reason.DECODE_ERROR, f"ffmpeg {what} took longer than {timeout:.0f} s") from None
