@@ -53,3 +53,24 @@ def media_300s(media_library: MediaLibrary) -> dict[Shape, MediaFile]:
 def media_server() -> Iterator[MediaServer]:
     with MediaServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def master16(media_library: MediaLibrary) -> Path:
+    return media_library.master_at(SIGNAL_60S, 16_000)
+
+
+@pytest.fixture
+def fake():
+    from tests.ytdlp_test_extractor import FakeYoutubeIE
+
+    return FakeYoutubeIE()
+
+
+@pytest.fixture
+def fetcher(fake):
+    from audiosetdl.download.fetcher import ClipFetcher, FetchSettings
+    from tests.ytdlp_test_extractor import youtubedl_with_fake
+
+    with ClipFetcher(FetchSettings(), youtubedl_with_fake(fake)) as f:
+        yield f

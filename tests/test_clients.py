@@ -26,11 +26,6 @@ MIB = 1024 * 1024
 START = 200.0  # ~3.2 MB into a 300-s m4a: past what a PO-token-less URL serves
 
 
-@pytest.fixture
-def fake() -> FakeYoutubeIE:
-    return FakeYoutubeIE()
-
-
 @pytest.fixture(scope="module")
 def m4a_300(media_300s) -> MediaFile:
     return media_300s[Shape.DASH_M4A]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -17,7 +16,6 @@ from audiosetdl.download.fetcher import ClipFetcher, ClipResult, FetchSettings
 from audiosetdl.download.index import INDEX_PROBE_BYTES, index_probe_bytes
 from tests.media import (
     MediaFile,
-    MediaLibrary,
     MediaSpec,
     Shape,
     clip_byte_budget,
@@ -38,22 +36,6 @@ BYTES_PER_CLIP_LIMIT = 2.5  # x the bytes of 10 s at the stream's average bitrat
 # samples the decode needs, WebM the blocks from the first covering cluster's start.
 MEDIA_BYTES_LIMIT = {Shape.DASH_M4A: 1.5, Shape.DASH_WEBM: 2.5}
 MAX_REQUESTS_PER_CLIP = 4  # the index probe included
-
-
-@pytest.fixture
-def fake() -> FakeYoutubeIE:
-    return FakeYoutubeIE()
-
-
-@pytest.fixture
-def fetcher(fake: FakeYoutubeIE) -> Iterator[ClipFetcher]:
-    with ClipFetcher(FetchSettings(), youtubedl_with_fake(fake)) as f:
-        yield f
-
-
-@pytest.fixture(scope="module")
-def master16(media_library: MediaLibrary) -> Path:
-    return media_library.master_at(SIGNAL_60S, RATE)
 
 
 def serve(server: MediaServer, fake: FakeYoutubeIE, ytid: str, media: MediaFile | Path, ext: str | None = None,

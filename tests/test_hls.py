@@ -6,8 +6,6 @@ checked for which segment files were fetched and that every request was bounded.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -15,26 +13,10 @@ from audiosetdl.download.fetcher import ClipFetcher, FetchSettings
 from tests.media import HlsMedia, HlsSpec, MediaLibrary
 from tests.media_fixtures import SIGNAL_60S
 from tests.mediaserver import MediaServer
-from tests.test_fetcher import CLIP_S, RATE, check_clip, check_requests
+from tests.test_fetcher import CLIP_S, check_clip, check_requests
 from tests.ytdlp_test_extractor import FakeYoutubeIE, hls_audio_format, youtubedl_with_fake
 
 SEGMENT_S = 6.0
-
-
-@pytest.fixture
-def fake() -> FakeYoutubeIE:
-    return FakeYoutubeIE()
-
-
-@pytest.fixture
-def fetcher(fake: FakeYoutubeIE) -> Iterator[ClipFetcher]:
-    with ClipFetcher(FetchSettings(), youtubedl_with_fake(fake)) as f:
-        yield f
-
-
-@pytest.fixture(scope="module")
-def master16(media_library: MediaLibrary) -> Path:
-    return media_library.master_at(SIGNAL_60S, RATE)
 
 
 @pytest.fixture(scope="module")

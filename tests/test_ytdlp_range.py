@@ -4,28 +4,17 @@ and methods: clips checked to the sample against the master whichever way they c
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from audiosetdl.download.errors import ClipError
 from audiosetdl.download.fetcher import ClipFetcher, FetchSettings
-from tests.media import HlsSpec, MediaLibrary, Shape
+from tests.media import HlsSpec, Shape
 from tests.media_fixtures import SIGNAL_60S
-from tests.test_fetcher import CLIP_S, RATE, check_clip
+from tests.test_fetcher import CLIP_S, check_clip
 from tests.ytdlp_test_extractor import FakeYoutubeIE, audio_format, hls_audio_format, youtubedl_with_fake
 
 CLIENTS = ("default", "web_safari")
-
-
-@pytest.fixture
-def fake() -> FakeYoutubeIE:
-    return FakeYoutubeIE()
-
-
-@pytest.fixture(scope="module")
-def master16(media_library: MediaLibrary) -> Path:
-    return media_library.master_at(SIGNAL_60S, RATE)
 
 
 def clip_fetcher(fake: FakeYoutubeIE) -> ClipFetcher:
