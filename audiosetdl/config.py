@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audiosetdl.optionspec import ConfigError, add_options, option, options_from, parse_config, render_config
+from audiosetdl.precision import DEFAULT_PRECISION, PRECISIONS
 from audiosetdl.rundir import EMBEDDINGS_DIRS
 from audiosetdl.vggish.params import DEFAULT_BATCH_SIZE
 from audiosetdl.yamnet.params import OUTPUT_DTYPES as YAMNET_DTYPES
@@ -104,6 +105,10 @@ class ExtractOptions:
     batch_size: int = option(DEFAULT_BATCH_SIZE, "examples (VGGish) or patches (YAMNet), 0.96 s each, per model "
                                                  "call, batched across clips")
     device: str | None = option(None, "TensorFlow device, e.g. /GPU:0 or /CPU:0 (default: the first GPU, else the CPU)")
+    precision: str = option(DEFAULT_PRECISION, "model arithmetic: fp32 (exact float32 with TensorFloat-32 off, as the "
+                                               "reference), tf32 (TensorFloat-32 on Ampere and newer GPUs; on a CPU "
+                                               "the same as fp32) or bf16 (bfloat16 weights and activations); each "
+                                               "one's agreement with fp32 is in the README", choices=PRECISIONS)
     decode_threads: int = option(2, "threads decoding clips and computing log-mel features while the model runs")
     yt8m_id: bool = option(True, "also write context 'id' (= video_id) so YouTube-8M's starter code reads the files")
     yamnet_dtype: str = option("float32", "float type of the YAMNet embeddings and scores written: float32 (what "

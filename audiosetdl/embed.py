@@ -34,6 +34,7 @@ from audiosetdl.embed_formats import SUFFIXES, write_shard
 from audiosetdl.extract_models import check_model_files, make_adapter
 from audiosetdl.inputs import EmbedError, Input, resolve_inputs
 from audiosetdl.pipeline import run_batched, stream_inputs
+from audiosetdl.precision import DEFAULT_PRECISION
 from audiosetdl.rundir import sweep_temp, write_json_atomic
 from audiosetdl.vggish.params import SAMPLE_RATE
 
@@ -159,6 +160,8 @@ def _signature(options: ExtractOptions, embed: EmbedOptions) -> dict:
     signature = {"model": options.model, "format": embed.format, "yt8m_id": options.yt8m_id}
     if options.model == "yamnet":
         signature["yamnet_dtype"] = options.yamnet_dtype
+    if options.precision != DEFAULT_PRECISION:  # fp32 outputs made before --precision existed stay valid
+        signature["precision"] = options.precision
     return signature
 
 

@@ -21,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 
+from audiosetdl import precision as precisions
 from audiosetdl.config import ExtractOptions
 from audiosetdl.vggish import params as vggish_params
 from audiosetdl.yamnet import params as yamnet_params
@@ -35,7 +36,7 @@ class VGGishAdapter:
     @staticmethod
     def signature(options: ExtractOptions) -> str:
         """What, besides its clips, a key's output depends on (part of its marker's fingerprint)."""
-        return ""
+        return precisions.signature(options.precision)
 
     def __init__(self, embedder, options: ExtractOptions):
         self.embedder, self.options = embedder, options
@@ -89,7 +90,7 @@ class YAMNetAdapter:
 
     @staticmethod
     def signature(options: ExtractOptions) -> str:
-        return f"yamnet {options.yamnet_dtype}"
+        return " ".join(filter(None, [f"yamnet {options.yamnet_dtype}", precisions.signature(options.precision)]))
 
     @staticmethod
     def features(samples: np.ndarray) -> np.ndarray:
@@ -167,13 +168,13 @@ def make_adapter(options: ExtractOptions, embedder=None):
     if embedder is None:
         check_model_files(options)
     return ADAPTERS[options.model](embedder or _embedder(options.model, options.models, options.batch_size,
-                                                         options.device), options)
+                                                         options.device, options.precision), options)
 
 
 @functools.lru_cache(maxsize=1)
-def _embedder(model: str, models: str | None, batch_size: int, device: str | None):
+def _embedder(model: str, models: str | None, batch_size: int, device: str | None, precision: str):
     if model == "yamnet":
         from audiosetdl.yamnet.model import Embedder
     else:
         from audiosetdl.vggish.model import Embedder
-    return Embedder.from_models_dir(models, batch_size=batch_size, device=device)
+    return Embedder.from_models_dir(models, batch_size=batch_size, device=device, precision=precision)

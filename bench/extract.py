@@ -7,7 +7,9 @@
 Targets (issue 4): (b) >= 0.9 x (a) and (b) >= 2 x (c). Weights are random with the official
 shapes (speed does not depend on their values).
 
-    .venv/bin/python bench/extract.py [--clips 200] [--batch-size 128]
+    .venv/bin/python bench/extract.py [--clips 200] [--batch-size 128] [--device gpu] [--precision tf32]
+
+On a GPU machine, bench/gpu.sh runs this and bench/embed.py in fp32 and TF32, and bench/precision.py.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from extract_model import random_official_weights  # noqa: E402
 
 from audiosetdl.audio import read_clip  # noqa: E402
+from audiosetdl.precision import PRECISIONS  # noqa: E402
 from audiosetdl.config import ExtractOptions, PlanOptions  # noqa: E402
 from audiosetdl.extract import run_task  # noqa: E402
 from audiosetdl.metadata.segments import Segment, render_csv  # noqa: E402
@@ -65,10 +68,15 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=ExtractOptions().batch_size)
     parser.add_argument("--decode-threads", type=int, default=ExtractOptions().decode_threads)
+    parser.add_argument("--device", default=None, help="TensorFlow device: cpu, gpu, or e.g. /GPU:1 (default: the "
+                                                       "first GPU, else the CPU)")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     args = parser.parse_args()
+    device = {"cpu": "/CPU:0", "gpu": "/GPU:0"}.get(args.device, args.device)
     rng = np.random.default_rng(1)
     pca = PCAParams(rng.standard_normal((128, 128)) * 0.1, rng.standard_normal((128, 1)))
-    embedder = Embedder.from_weights(random_official_weights(), pca, batch_size=args.batch_size)
+    embedder = Embedder.from_weights(random_official_weights(), pca, batch_size=args.batch_size, device=device,
+                                     precision=args.precision)
     with tempfile.TemporaryDirectory() as tmp:
         run = make_run(Path(tmp), args.clips)
         segments = load_task(run, load_plan(run), 0)
@@ -95,7 +103,7 @@ def main() -> None:
             embedder.postprocess(embedder.embed(clip_examples))
             n += len(clip_examples)
         per_clip = n / (time.perf_counter() - began)
-    print(f"clips: {args.clips} x 10 s, batch size {args.batch_size}")
+    print(f"clips: {args.clips} x 10 s, batch size {args.batch_size}, {embedder.device}, {args.precision}")
     print(f"(a) bare model inference      : {bare:7.1f} examples/s")
     print(f"(b) FLAC clips -> TFRecords   : {full:7.1f} examples/s  ({summary.examples} examples, "
           f"{summary.keys_written} keys)")

@@ -109,12 +109,6 @@ def test_embeddings_and_scores_match_float64_reference(yamnet_embedder: Embedder
     np.testing.assert_allclose(scores, ref_scores, rtol=0, atol=2e-6)
 
 
-def test_embedder_turns_off_tensorfloat32(yamnet_embedder: Embedder):
-    import tensorflow as tf
-
-    assert not tf.config.experimental.tensor_float_32_execution_enabled()
-
-
 def test_batching_does_not_change_results(yamnet_weights, yamnet_embedder: Embedder, patches):
     one_at_a_time = Embedder.from_weights(yamnet_weights, batch_size=1, device="/CPU:0")
     batched = yamnet_embedder.embed(patches[:11])  # batch 8: one full, one partial batch

@@ -13,7 +13,9 @@ read with `tf.train.load_checkpoint` (it reads the V1 format Google released), c
 18 variables' names and shapes against `params.LAYERS` before anything is built.
 
 `Embedder.embed` runs fixed-size batches through one `tf.function`, on the first GPU when
-there is one (with memory growth turned on, so other processes can share it), else on CPU.
+there is one (with memory growth turned on, so other processes can share it), else on CPU, in
+exact float32 unless asked for another `precision` (`audiosetdl.precision`: building an Embedder
+sets TensorFlow's TF32 switch, off for fp32).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import logging
 
 import numpy as np
 
+from audiosetdl import precision as precisions
 from audiosetdl.tfenv import device_description, import_tensorflow
 from audiosetdl.vggish import features, params
 from audiosetdl.vggish.modelfiles import CheckpointError, FETCH_HINT, ModelFiles, locate_models
@@ -62,10 +65,12 @@ def read_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
 
 
 class VGGish(tf.Module):
-    """The VGGish network with frozen weights, keyed by checkpoint variable name."""
+    """The VGGish network with frozen weights, keyed by checkpoint variable name, stored and run in
+    `dtype` (float32, or bfloat16 for `--precision bf16`); inputs and outputs are float32."""
 
-    def __init__(self, weights: Mapping[str, np.ndarray]):
+    def __init__(self, weights: Mapping[str, np.ndarray], dtype=tf.float32):
         super().__init__(name="vggish")
+        self.dtype = dtype
         self.kernels: dict[str, tf.Variable] = {}
         self.biases: dict[str, tf.Variable] = {}
         for name, shape in params.checkpoint_variables().items():
@@ -75,12 +80,14 @@ class VGGish(tf.Module):
         for layer, _ in params.LAYERS:
             prefix = f"{params.CHECKPOINT_SCOPE}/{layer}"
             safe = layer.replace("/", "_")
-            self.kernels[layer] = tf.Variable(weights[f"{prefix}/weights"], trainable=False, name=f"{safe}_weights")
-            self.biases[layer] = tf.Variable(weights[f"{prefix}/biases"], trainable=False, name=f"{safe}_biases")
+            self.kernels[layer] = tf.Variable(tf.cast(weights[f"{prefix}/weights"], dtype), trainable=False,
+                                              name=f"{safe}_weights")
+            self.biases[layer] = tf.Variable(tf.cast(weights[f"{prefix}/biases"], dtype), trainable=False,
+                                             name=f"{safe}_biases")
 
     def forward(self, examples: tf.Tensor, activations: dict[str, tf.Tensor] | None = None) -> tf.Tensor:
         """(N, 96, 64) float32 -> (N, 128) float32; fills `activations` per layer when given."""
-        x = tf.expand_dims(examples, -1)
+        x = tf.expand_dims(tf.cast(examples, self.dtype), -1)
         for layer, shape in params.LAYERS:
             kernel, bias = self.kernels[layer], self.biases[layer]
             if len(shape) == 4:
@@ -95,7 +102,7 @@ class VGGish(tf.Module):
                     x = tf.nn.relu(x)
             if activations is not None:
                 activations[layer] = x
-        return x
+        return tf.cast(x, tf.float32)
 
     @tf.function(input_signature=[tf.TensorSpec([None, params.EXAMPLE_FRAMES, params.NUM_MEL_BINS], tf.float32)])
     def __call__(self, examples: tf.Tensor) -> tf.Tensor:
@@ -128,7 +135,7 @@ class Embedder:
 
     `checkpoint` and `pca_params` are paths to `vggish_model.ckpt` and `vggish_pca_params.npz`
     (or a loaded `PCAParams`). `device` is a TensorFlow device string; None picks the first
-    GPU, else the CPU.
+    GPU, else the CPU. `precision` is one of `audiosetdl.precision.PRECISIONS`.
     """
 
     def __init__(
@@ -137,6 +144,7 @@ class Embedder:
         pca_params: str | Path | PCAParams,
         batch_size: int = DEFAULT_BATCH_SIZE,
         device: str | None = None,
+        precision: str = precisions.DEFAULT_PRECISION,
     ):
         if isinstance(pca_params, PCAParams):
             pca = pca_params
@@ -145,7 +153,7 @@ class Embedder:
                 pca = PCAParams.load(pca_params)
             except PCAParamsError as exc:
                 raise PCAParamsError(f"{exc}. {FETCH_HINT}") from None
-        self._build(read_checkpoint(checkpoint), pca, batch_size, device)
+        self._build(read_checkpoint(checkpoint), pca, batch_size, device, precision)
 
     @classmethod
     def from_weights(
@@ -154,22 +162,26 @@ class Embedder:
         pca: PCAParams,
         batch_size: int = DEFAULT_BATCH_SIZE,
         device: str | None = None,
+        precision: str = precisions.DEFAULT_PRECISION,
     ) -> "Embedder":
         """An Embedder on weights already in memory (checkpoint names), e.g. for benchmarks."""
         embedder = cls.__new__(cls)
-        embedder._build(weights, pca, batch_size, device)
+        embedder._build(weights, pca, batch_size, device, precision)
         return embedder
 
-    def _build(self, weights: Mapping[str, np.ndarray], pca: PCAParams, batch_size: int, device: str | None) -> None:
+    def _build(self, weights: Mapping[str, np.ndarray], pca: PCAParams, batch_size: int, device: str | None,
+               precision: str) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
         self.pca = pca
+        self.precision = precision
+        dtype = precisions.apply(precision)
         configure_gpu_memory_growth()
         self.device = device or default_device()
         with tf.device(self.device):
-            self.model = VGGish(weights)
-        log.info("VGGish on %s", device_description(self.device))
+            self.model = VGGish(weights, dtype)
+        log.info("VGGish on %s, %s", device_description(self.device), precision)
 
     @classmethod
     def from_models_dir(cls, models_dir: str | Path | None = None, **options) -> "Embedder":

@@ -14,9 +14,9 @@ column of zeros after, none before) without bias, followed by inference-mode bat
 norm's affine map is folded into the convolution (kernel x 1/sqrt(var + eps) per output
 channel, bias beta - mean/sqrt(var + eps), both computed in float64 and stored as float32):
 the same function, fewer passes over memory. Everything runs in float32, with no reduced
-precision anywhere: building an `Embedder` turns off TensorFloat-32, which TensorFlow
-otherwise uses for float32 convolutions and matmuls on Ampere and later GPUs (10-bit
-mantissas; a process-wide setting, so VGGish in the same process is exact too).
+precision anywhere, unless another `precision` is asked for (`audiosetdl.precision`): building
+an `Embedder` sets TensorFlow's process-wide TF32 switch, off for fp32 (TensorFlow otherwise
+uses TensorFloat-32 for float32 convolutions and matmuls on Ampere and later GPUs).
 
 `Embedder.embed` runs batches through one `tf.function`, on the first GPU when there is one
 (memory growth on), else on CPU; `Embedder.frames` is the per-clip API: waveform in, patch
@@ -33,6 +33,7 @@ import logging
 
 import numpy as np
 
+from audiosetdl import precision as precisions
 from audiosetdl.tfenv import device_description, import_tensorflow
 from audiosetdl.vggish.model import configure_gpu_memory_growth, default_device
 from audiosetdl.yamnet import features, params
@@ -60,10 +61,12 @@ def fold_batch_norm(kernel: np.ndarray, bn: Mapping[str, np.ndarray],
 
 
 class YAMNet(tf.Module):
-    """The YAMNet network with frozen weights, keyed as `weightsfile.read_weights` returns them."""
+    """The YAMNet network with frozen weights, keyed as `weightsfile.read_weights` returns them, stored
+    and run in `dtype` (float32, or bfloat16 for `--precision bf16`); inputs and outputs are float32."""
 
-    def __init__(self, weights: Mapping[str, np.ndarray]):
+    def __init__(self, weights: Mapping[str, np.ndarray], dtype=tf.float32):
         super().__init__(name="yamnet")
+        self.dtype = dtype
         for name, shape in expected_weights().items():
             if name not in weights or np.shape(weights[name]) != shape:
                 got = list(np.shape(weights[name])) if name in weights else "nothing"
@@ -78,16 +81,17 @@ class YAMNet(tf.Module):
                 bn = {w: weights[f"{layer}/bn/{w}"] for w in BN_WEIGHTS}
                 kernel, bias = fold_batch_norm(weights[f"{layer}/{kernel_name}"], bn, depthwise=op == "depthwise")
                 safe = layer.replace("/", "_")
-                self.steps.append((op, step_stride, tf.Variable(kernel, trainable=False, name=f"{safe}_kernel"),
-                                   tf.Variable(bias, trainable=False, name=f"{safe}_bias")))
-        self.logits_kernel = tf.Variable(np.asarray(weights[f"{params.CLASSIFIER_LAYER}/kernel"], np.float32),
-                                         trainable=False, name="logits_kernel")
-        self.logits_bias = tf.Variable(np.asarray(weights[f"{params.CLASSIFIER_LAYER}/bias"], np.float32),
-                                       trainable=False, name="logits_bias")
+                self.steps.append((op, step_stride,
+                                   tf.Variable(tf.cast(kernel, dtype), trainable=False, name=f"{safe}_kernel"),
+                                   tf.Variable(tf.cast(bias, dtype), trainable=False, name=f"{safe}_bias")))
+        self.logits_kernel = tf.Variable(tf.cast(np.asarray(weights[f"{params.CLASSIFIER_LAYER}/kernel"], np.float32),
+                                                 dtype), trainable=False, name="logits_kernel")
+        self.logits_bias = tf.Variable(tf.cast(np.asarray(weights[f"{params.CLASSIFIER_LAYER}/bias"], np.float32),
+                                               dtype), trainable=False, name="logits_bias")
 
     def forward(self, patches: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """(N, 96, 64) float32 -> (embeddings (N, 1024), logits (N, 521)), float32."""
-        x = tf.expand_dims(patches, -1)
+        x = tf.expand_dims(tf.cast(patches, self.dtype), -1)
         for op, stride, kernel, bias in self.steps:
             if op == "depthwise":
                 x = tf.nn.depthwise_conv2d(x, kernel, strides=[1, stride, stride, 1], padding="SAME")
@@ -95,7 +99,8 @@ class YAMNet(tf.Module):
                 x = tf.nn.conv2d(x, kernel, strides=stride, padding="SAME")
             x = tf.nn.relu(tf.nn.bias_add(x, bias))
         embeddings = tf.reduce_mean(x, axis=[1, 2])
-        return embeddings, tf.nn.bias_add(tf.matmul(embeddings, self.logits_kernel), self.logits_bias)
+        logits = tf.nn.bias_add(tf.matmul(embeddings, self.logits_kernel), self.logits_bias)
+        return tf.cast(embeddings, tf.float32), tf.cast(logits, tf.float32)
 
     @tf.function(input_signature=[tf.TensorSpec([None, params.PATCH_FRAMES, params.NUM_MEL_BINS], tf.float32)])
     def __call__(self, patches: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -117,18 +122,19 @@ class Embedder:
     """YAMNet embeddings and class scores for batches of patches, or for whole clips.
 
     `weights` is the path of `yamnet.h5`. `device` is a TensorFlow device string; None picks
-    the first GPU, else the CPU.
+    the first GPU, else the CPU. `precision` is one of `audiosetdl.precision.PRECISIONS`.
     """
 
-    def __init__(self, weights: str | Path, batch_size: int = DEFAULT_BATCH_SIZE, device: str | None = None):
-        self._build(read_weights(weights), batch_size, device)
+    def __init__(self, weights: str | Path, batch_size: int = DEFAULT_BATCH_SIZE, device: str | None = None,
+                 precision: str = precisions.DEFAULT_PRECISION):
+        self._build(read_weights(weights), batch_size, device, precision)
 
     @classmethod
     def from_weights(cls, weights: Mapping[str, np.ndarray], batch_size: int = DEFAULT_BATCH_SIZE,
-                     device: str | None = None) -> "Embedder":
+                     device: str | None = None, precision: str = precisions.DEFAULT_PRECISION) -> "Embedder":
         """An Embedder on weights already in memory (`<layer>/<weight>` names), e.g. for benchmarks."""
         embedder = cls.__new__(cls)
-        embedder._build(weights, batch_size, device)
+        embedder._build(weights, batch_size, device, precision)
         return embedder
 
     @classmethod
@@ -136,16 +142,17 @@ class Embedder:
         """An Embedder over `yamnet.h5` in `models_dir` (see `modelfiles.locate_models`)."""
         return cls(locate_models(models_dir).weights, **options)
 
-    def _build(self, weights: Mapping[str, np.ndarray], batch_size: int, device: str | None) -> None:
+    def _build(self, weights: Mapping[str, np.ndarray], batch_size: int, device: str | None, precision: str) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
-        tf.config.experimental.enable_tensor_float_32_execution(False)  # exact float32 on GPUs too
+        self.precision = precision
+        dtype = precisions.apply(precision)
         configure_gpu_memory_growth()
         self.device = device or default_device()
         with tf.device(self.device):
-            self.model = YAMNet(weights)
-        log.info("YAMNet on %s", device_description(self.device))
+            self.model = YAMNet(weights, dtype)
+        log.info("YAMNet on %s, %s", device_description(self.device), precision)
 
     def embed(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, 96, 64) patches -> (embeddings float32 (N, 1024), scores float32 (N, 521)), in batches."""
