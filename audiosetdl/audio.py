@@ -3,7 +3,8 @@ round((end - start) * 16000) samples), checking it, and decoding audio for the m
 
 Arbitrary audio (for `audiosetdl embed`) is decoded by ffmpeg, resampled with soxr, the same
 resampler the download stage uses, so embeddings of the same sound agree; `stream_audio` does it a
-window at a time, reading files already in the clip format (16 kHz mono 16-bit) with libsndfile.
+window at a time, reading files already in the clip format (16 kHz mono 16-bit) with libsndfile, and
+lossless PCM files at other rates in this process with the same result (`audiosetdl.pcm`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Iterator
 import numpy as np
 import soundfile
 
-from audiosetdl.ffmpeg_exe import ffmpeg
+from audiosetdl import pcm
+from audiosetdl.ffmpeg_exe import ffmpeg, is_static_build
 from audiosetdl.metadata.segments import Segment
 from audiosetdl.vggish.params import SAMPLE_RATE
 
@@ -91,19 +93,28 @@ def _read_exactly(stream, size: int) -> bytes:
     return b"".join(parts)
 
 
-def _is_clip_format(path: Path) -> bool:
-    """16 kHz mono 16-bit PCM (WAV, FLAC, ...), which ffmpeg would pass through unchanged."""
+def _info(path: Path):
+    """libsndfile's view of a file's header, or None when libsndfile cannot read it (ffmpeg may)."""
     try:
-        info = soundfile.info(str(path))
+        return soundfile.info(str(path))
     except (RuntimeError, OSError, soundfile.LibsndfileError):
-        return False
+        return None
+
+
+def _is_clip_format(info) -> bool:
+    """16 kHz mono 16-bit PCM (WAV, FLAC, ...), which ffmpeg would pass through unchanged."""
     return info.samplerate == SAMPLE_RATE and info.channels == 1 and info.subtype == "PCM_16"
 
 
 def stream_audio(path: Path, chunk_samples: int) -> Iterator[np.ndarray]:
-    """`stream_any`, but files already in the clip format are read by libsndfile, without starting an
-    ffmpeg process (the same samples: ffmpeg neither resamples nor converts them)."""
-    if not _is_clip_format(path):
+    """`stream_any`'s samples, without starting ffmpeg where that gives the same ones: files already in
+    the clip format are read by libsndfile as they are, and the lossless PCM files `pcm.covered`
+    names are resampled in this process by `pcm.stream`, sample for sample as the static ffmpeg would."""
+    info = _info(path)
+    if info is not None and pcm.covered(info) and is_static_build():
+        yield from pcm.stream(path, info, chunk_samples)
+        return
+    if info is None or not _is_clip_format(info):
         yield from stream_any(path, chunk_samples)
         return
     try:
