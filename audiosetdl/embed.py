@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,18 +63,40 @@ class EmbedSummary:
         return 1 if self.failed else 0
 
 
-def file_inputs(adapter, embed: EmbedOptions, samples: dict):
+def file_inputs(adapter, embed: EmbedOptions, samples: dict, decoded: "AudioProgress | None" = None):
     """`inputs(source)` for `run_batched`: one file's model inputs, streamed from ffmpeg in chunks;
-    each file's decoded sample count goes to `samples[path]`."""
+    each file's decoded sample count goes to `samples[path]`, and every chunk to `decoded`."""
     chunk = max(adapter.window_samples, round(embed.chunk_seconds * SAMPLE_RATE))
 
     def counted(item: Input):
         samples[item.path] = 0
         for part in stream_audio(item.path, chunk):
             samples[item.path] += len(part)
+            if decoded is not None:
+                decoded.add(len(part))
             yield part
 
     return lambda item: stream_inputs(counted(item), adapter)
+
+
+class AudioProgress:
+    """The hours of audio decoded so far, shown beside a bar that counts files (so that an hour-long
+    file shows progress before it ends); called from the decoding threads, redrawn every few seconds."""
+
+    REDRAW_S = 2.0
+
+    def __init__(self, bar: tqdm):
+        self.bar, self.samples, self.drawn = bar, 0, 0.0
+        self.lock = threading.Lock()
+
+    def add(self, count: int) -> None:
+        with self.lock:
+            self.samples += count
+            now = time.monotonic()
+            if now - self.drawn >= self.REDRAW_S:
+                self.drawn = now
+                seconds = self.samples // SAMPLE_RATE
+                self.bar.set_postfix_str(f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d} of audio decoded")
 
 
 def _entry(item: Input, stat: dict) -> dict:
@@ -184,7 +207,8 @@ def embed_paths(paths, out: str | Path, options: ExtractOptions, embed: EmbedOpt
     output.manifest["failed"] = []
     samples: dict[Path, int] = {}
     with tqdm(total=len(todo), desc="embed", unit="file", disable=not progress) as bar:
-        for result in run_batched(todo, file_inputs(adapter, embed, samples), adapter.run, batch_size=options.batch_size,
+        inputs = file_inputs(adapter, embed, samples, AudioProgress(bar))
+        for result in run_batched(todo, inputs, adapter.run, batch_size=options.batch_size,
                                   threads=options.decode_threads, width=adapter.width, dtype=adapter.dtype):
             item, entry = result.source, _entry(result.source, stats[str(result.source.path)])
             bar.update(1)
@@ -202,7 +226,6 @@ def embed_paths(paths, out: str | Path, options: ExtractOptions, embed: EmbedOpt
                 output.add(adapter.record(item.id, 0.0, duration, (), result.rows), entry)
                 summary.records += 1
                 summary.frames += len(result.rows)
-                bar.set_postfix(frames=summary.frames)
     output.flush()
     summary.shards = len(output.manifest["shards"])
     summary.seconds = time.monotonic() - began

@@ -135,6 +135,33 @@ def test_long_file_in_chunks_matches_whole(tmp_path, yamnet_models):
     np.testing.assert_allclose(a.embedding, b.embedding, rtol=0, atol=1e-5)
 
 
+def test_the_bar_shows_audio_decoded_while_a_long_file_is_still_running(tmp_path, yamnet_models, monkeypatch):
+    """The bar counts files, so a long file alone would show 0/1 until it ends: beside it, the audio
+    decoded so far, redrawn from the decoding threads."""
+    import io
+
+    from tqdm import tqdm
+
+    from audiosetdl import embed
+
+    drawn = []
+    monkeypatch.setattr(embed.AudioProgress, "REDRAW_S", 0.0)
+    original = embed.AudioProgress.add
+
+    def add(self, count):
+        original(self, count)
+        drawn.append((self.bar.n, str(self.bar)))  # files finished, and what the bar shows, at each chunk
+
+    monkeypatch.setattr(embed.AudioProgress, "add", add)
+    monkeypatch.setattr(embed, "tqdm", lambda **kw: tqdm(**{**kw, "file": io.StringIO(), "disable": False}))
+    wav = write(tmp_path / "long.wav", 7.3, 5)
+    options = ExtractOptions(model="yamnet", models=str(yamnet_models.directory), batch_size=4)
+    embed_paths([wav], tmp_path / "out", options, EmbedOptions(chunk_seconds=2.0), progress=False)
+    assert len(drawn) == 4  # 2 + 2 + 2 + 1.3 s
+    assert all(finished == 0 for finished, _ in drawn)  # all drawn before the file was done
+    assert "0:00:02 of audio decoded" in drawn[0][1] and "0:00:07 of audio decoded" in drawn[-1][1]
+
+
 def test_npz_and_parquet_layouts(tmp_path, yamnet_models):
     files = [write(tmp_path / "in" / "one.wav", 1.2, 1), write(tmp_path / "in" / "two.wav", 2.0, 2)]
     options = ExtractOptions(model="yamnet", models=str(yamnet_models.directory))

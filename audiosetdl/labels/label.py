@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from audiosetdl.config import EmbedOptions, ExtractOptions, LabelOptions
-from audiosetdl.embed import file_inputs
+from audiosetdl.embed import AudioProgress, file_inputs
 from audiosetdl.extract_models import check_model_files, make_adapter
 from audiosetdl.inputs import EmbedError, resolve_inputs
 from audiosetdl.metadata.ontology import ClassIndex, select_classes
@@ -123,7 +123,7 @@ def label_paths(paths, options: ExtractOptions, embed: EmbedOptions = EmbedOptio
     samples: dict[Path, int] = {}
     by_path = {}
     with tqdm(total=len(inputs), desc="label", unit="file", disable=not progress) as bar:
-        for done in run_batched(inputs, file_inputs(adapter, embed, samples), adapter.run,
+        for done in run_batched(inputs, file_inputs(adapter, embed, samples, AudioProgress(bar)), adapter.run,
                                 batch_size=options.batch_size, threads=options.decode_threads, width=adapter.width,
                                 dtype=adapter.dtype):
             item = FileLabels(str(done.source.path), done.source.id)
