@@ -22,8 +22,10 @@ from audiosetdl.inputs import EmbedError
 from audiosetdl.labels import DataError, ModelDirError
 from audiosetdl.metadata.ontology import ClassSelectionError
 from audiosetdl.metadata.segments import SegmentFormatError
-from audiosetdl.plan import PlanError, build_plan, describe, split_csv, write_plan
+from audiosetdl.plan import PlanError, write_plan
+from audiosetdl.planner import build_plan, describe
 from audiosetdl.rundir import RunDir
+from audiosetdl.split import split_csv
 from audiosetdl.vggish.modelfiles import CheckpointError
 from audiosetdl.vggish.postprocess import PCAParamsError
 from audiosetdl.yamnet.classmap import ClassMapError

@@ -10,8 +10,10 @@ from audiosetdl.config import PlanOptions
 from audiosetdl.ledger import FAILED, OK, Attempt, LedgerWriter, read_ledger
 from audiosetdl.metadata.segments import read_segments, render_csv, Segment
 from audiosetdl.balance import assign_keys, lower_bound
-from audiosetdl.plan import PlanError, build_plan, load_plan, load_task, split_csv, write_plan
+from audiosetdl.plan import PlanError, load_plan, load_task, write_plan
+from audiosetdl.planner import build_plan
 from audiosetdl.rundir import RunDir
+from audiosetdl.split import split_csv
 
 ALPHABET = "abAB01-_"
 

@@ -30,7 +30,8 @@ from audiosetdl.config import ConfigError, DownloadOptions, PlanOptions, SlurmOp
 from audiosetdl.download.stage import run_task
 from audiosetdl.ledger import OK, Attempt, LedgerWriter, read_ledger
 from audiosetdl.metadata.segments import Segment, render_csv
-from audiosetdl.plan import build_plan, load_plan, load_task, write_plan
+from audiosetdl.plan import load_plan, load_task, write_plan
+from audiosetdl.planner import build_plan
 from audiosetdl.rundir import TEMP_MARK, RunDir, write_json_atomic
 from tests.scripted_fetcher import calls, factory
 from tests.slurm_fixtures import REPO

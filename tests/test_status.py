@@ -11,7 +11,8 @@ from audiosetdl.cli import main
 from audiosetdl.config import PlanOptions
 from audiosetdl.ledger import FAILED, OK, Attempt, LedgerWriter
 from audiosetdl.metadata.segments import Segment, render_csv
-from audiosetdl.plan import build_plan, load_plan, write_plan
+from audiosetdl.plan import load_plan, write_plan
+from audiosetdl.planner import build_plan
 from audiosetdl.rundir import RunDir, write_json_atomic
 
 IDS = {"aa": ["aa000000000", "aa000000001", "aa000000002"], "bb": ["bb000000000", "bb000000001", "bb000000002"],
