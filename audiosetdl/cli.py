@@ -220,6 +220,7 @@ def cmd_status(args: argparse.Namespace, cfg: dict) -> int:
     import time
 
     from audiosetdl import status
+    from audiosetdl.status_plot import plot
 
     run = RunDir(args.run)
     try:
@@ -230,7 +231,7 @@ def cmd_status(args: argparse.Namespace, cfg: dict) -> int:
             else:
                 print("\n".join(status.report_lines(doc)) + ("\n" if args.watch else ""), flush=True)
             if args.plot:
-                status.plot(run, doc, args.plot)
+                plot(run, doc, args.plot)
             if not args.watch or status.is_settled(doc):
                 return 0
             time.sleep(args.watch)

@@ -5,8 +5,8 @@ is a failure, and `pending` when it has no record yet. A download task is finish
 state file (RUN/status/NNNNN.state.json) says so and its ledger has a record of every segment;
 an extract task when every key of the task has its done marker. `unfinished` answers which
 tasks `submit --resume` sends again; `report` builds the document `audiosetdl status --json`
-prints (schema in slurm/README.md), `report_lines` its text form and `plot` its figure. The
-SLURM part of the report comes from `audiosetdl.slurm_status`.
+prints (schema in slurm/README.md) and `report_lines` its text form; `audiosetdl.status_plot`
+draws its figure. The SLURM part of the report comes from `audiosetdl.slurm_status`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from audiosetdl.attempts import by_client, client_lines, clips_by_client, note_counts
+from audiosetdl.attempts import by_client, client_lines, note_counts
 from audiosetdl.ledger import OK, SEGMENT_KEY, ledger_frame
 from audiosetdl.plan import Plan, load_plan, load_task
 from audiosetdl.rundir import RunDir, task_name
@@ -223,52 +222,3 @@ def report_lines(doc: dict, max_rows: int = 40) -> list[str]:
             states = ", ".join(f"{n} {s}" for s, n in job["states"].items())
             lines.append(f"  job {job['job_id']} {job['stage']}: {len(job['tasks'])} tasks: {states}")
     return lines
-
-
-def plot(run: RunDir, doc: dict, path: str | Path, bins: int = 48) -> Path:
-    """A PNG: outcomes by reason (bars) and clips per hour over time, from the ledgers' timestamps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    frames = [ledger_frame(run.ledger_path(t["index"])) for t in doc["tasks"]]
-    times = np.sort(np.concatenate([f.timestamp[(f.outcome == OK) & (f.message != "clip found on disk")].to_numpy(float)
-                                    for f in frames] or [np.zeros(0)]))
-    fig, (bars, rate, clients) = plt.subplots(1, 3, figsize=(17, 4.5))
-    names = ["ok", *doc["failed"], "pending"]
-    counts = [doc["ok"], *doc["failed"].values(), doc["pending"]]
-    bars.bar(names, counts, color=["tab:green"] + ["tab:red"] * len(doc["failed"]) + ["tab:gray"])
-    bars.set_title(f"{doc['segments']} segments by outcome")
-    bars.set_ylabel("segments")
-    bars.tick_params(axis="x", rotation=45)
-    if len(times) > 1 and times[-1] > times[0]:
-        edges = np.linspace(times[0], times[-1], min(bins, len(times)) + 1)
-        counts_per_bin, _ = np.histogram(times, edges)
-        hours = (edges - times[0]) / 3600
-        rate.stairs(counts_per_bin / np.diff(hours), hours, color="tab:blue")
-        total = rate.twinx()
-        total.plot((times - times[0]) / 3600, np.arange(1, len(times) + 1), color="tab:orange")
-        total.set_ylabel("clips downloaded (orange)")
-    rate.set_title("throughput")
-    rate.set_xlabel("hours since the first clip")
-    rate.set_ylabel("clips per hour (blue)")
-    _plot_clients(clients, clips_by_client(frames), times[0] if len(times) else 0.0)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def _plot_clients(axes, series: dict[str, list[float]], origin: float, most: int = 6) -> None:
-    """Clips made by each player client over time: a client that stops working goes flat."""
-    for client, stamps in list(series.items())[:most]:
-        axes.step([(t - origin) / 3600 for t in stamps], range(1, len(stamps) + 1), where="post", label=client,
-                  marker="." if len(stamps) < 50 else None)
-    if series:
-        axes.legend(loc="upper left", fontsize="small")
-    axes.set_title("clips by player client")
-    axes.set_xlabel("hours since the first clip")
-    axes.set_ylabel("clips made")

@@ -17,7 +17,8 @@ from audiosetdl.metadata.segments import Segment, render_csv
 from audiosetdl.plan import write_plan
 from audiosetdl.planner import build_plan
 from audiosetdl.rundir import RunDir
-from audiosetdl.status import plot, report, report_lines
+from audiosetdl.status import report, report_lines
+from audiosetdl.status_plot import plot
 from tests.media import MediaFile, Shape
 from tests.mediaserver import MediaServer
 from tests.test_fetcher import check_clip
