@@ -22,8 +22,10 @@ from audiosetdl.inputs import EmbedError
 from audiosetdl.labels import DataError, ModelDirError
 from audiosetdl.metadata.ontology import ClassSelectionError
 from audiosetdl.metadata.segments import SegmentFormatError
-from audiosetdl.plan import PlanError, build_plan, describe, split_csv, write_plan
+from audiosetdl.plan import PlanError, write_plan
+from audiosetdl.planner import build_plan, describe
 from audiosetdl.rundir import RunDir
+from audiosetdl.split import split_csv
 from audiosetdl.vggish.modelfiles import CheckpointError
 from audiosetdl.vggish.postprocess import PCAParamsError
 from audiosetdl.yamnet.classmap import ClassMapError
@@ -218,6 +220,7 @@ def cmd_status(args: argparse.Namespace, cfg: dict) -> int:
     import time
 
     from audiosetdl import status
+    from audiosetdl.status_plot import plot
 
     run = RunDir(args.run)
     try:
@@ -228,7 +231,7 @@ def cmd_status(args: argparse.Namespace, cfg: dict) -> int:
             else:
                 print("\n".join(status.report_lines(doc)) + ("\n" if args.watch else ""), flush=True)
             if args.plot:
-                status.plot(run, doc, args.plot)
+                plot(run, doc, args.plot)
             if not args.watch or status.is_settled(doc):
                 return 0
             time.sleep(args.watch)

@@ -1,46 +1,29 @@
-"""The planner: segment CSVs -> a run directory of N tasks with disjoint output keys.
+"""A run's plan on disk: plan.json's model, writing it (and its task CSVs), reading a task back.
 
-A key is (subset, first two characters of the YouTube ID). Each key belongs to exactly one
-task, so each output file `RUN/embeddings/<subset>/<XX>.tfrecord` has exactly one writer and
-any task can run anywhere, any time. Keys are assigned largest first to the least-loaded task
-(LPT), then refined by moving keys off the heaviest task; the largest task ends within
-`mean + largest key`, and within 1.1 x mean whenever every key is under a tenth of the mean.
+A plan gives each key (subset, first two characters of the YouTube ID) to exactly one task,
+so each output file `RUN/embeddings/<subset>/<XX>.tfrecord` has exactly one writer and any task
+can run anywhere, any time. `audiosetdl.planner` builds a plan from segment CSVs; this module
+writes it, replaces it (regrouping the download ledgers under the new task numbers) and loads it.
 
-Outputs (deterministic: the same inputs and options give byte-identical files):
+Files (deterministic: the same inputs and options give byte-identical files):
   RUN/plan.json          version, inputs with checksums, options, summary, per-task keys
   RUN/tasks/NNNNN.csv    one AudioSet-format CSV per task, numbered from 0 (SLURM array index)
 """
 
 from __future__ import annotations
 
-import bisect
-import hashlib
-import heapq
 import json
-import logging
-import re
 import shutil
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from audiosetdl import __version__
-from audiosetdl.config import PlanOptions
 from audiosetdl.ledger import LedgerWriter, read_ledger
-from audiosetdl.metadata.ontology import LABELS_FILENAME, ONTOLOGY_FILENAME, ClassIndex, Ontology, select_classes
-from audiosetdl.metadata.segments import (
-    HEADER_COLUMNS, Segment, SegmentTable, iter_rows, parse_row, read_segment_table, subset_name,
-)
-from audiosetdl.rundir import RunDir, sha256_of, task_name, write_bytes_atomic, write_json_atomic, write_text_atomic
-
-log = logging.getLogger(__name__)
+from audiosetdl.metadata.segments import Segment, iter_rows, parse_row
+from audiosetdl.rundir import RunDir, sha256_of, task_name, write_bytes_atomic, write_json_atomic
 
 PLAN_VERSION = 1
-BALANCE_TARGET = 1.1  # largest task <= 1.1 x mean whenever the keys allow it
 
 
 class PlanError(RuntimeError):
@@ -106,199 +89,6 @@ class Plan:
         return {key: task.index for task in self.tasks for key in task.keys}
 
 
-# ----------------------------------------------------------------------- assignment --
-
-def assign_keys(counts: dict[tuple[str, str], int], n_tasks: int) -> list[list[tuple[str, str]]]:
-    """Partition keys into `n_tasks` bins balancing the summed counts (deterministic).
-
-    Three constructions, the best one kept and polished by local search:
-    - largest key first onto the lightest task: guarantees largest task <= mean + largest key;
-    - Karmarkar-Karp's largest differencing method (k-way): excellent when tasks hold many keys;
-    - a cardinality split: when tasks hold only a few keys each (the unbalanced list's 4,096
-      prefixes into 1,000 tasks), some tasks must take one key more than others, and the best
-      plans give those tasks the smallest keys; greedy methods do not find that.
-    Bins come back heaviest first (task 0 starts the longest work), keys sorted inside each.
-    """
-    keys = sorted(counts)
-    sizes = np.array([counts[k] for k in keys], dtype=np.int64)
-    candidates = [_largest_first(sizes, n_tasks), _karmarkar_karp(sizes, n_tasks), _cardinality_split(sizes, n_tasks)]
-    best = None
-    for bin_of in candidates:
-        loads = np.bincount(bin_of, weights=sizes, minlength=n_tasks).astype(np.int64)
-        if best is None or loads.max() < best[1].max():
-            best = (bin_of, loads)
-    bin_of, loads = best
-    _local_search(bin_of, loads, sizes)
-    members: list[list[tuple[str, str]]] = [[] for _ in range(n_tasks)]
-    for k, b in enumerate(bin_of.tolist()):
-        members[b].append(keys[k])
-    order = sorted(range(n_tasks), key=lambda b: (-loads[b], members[b][:1]))
-    return [members[b] for b in order]
-
-
-def lower_bound(sizes: list[int], n_tasks: int) -> int:
-    """A size no assignment of these keys to `n_tasks` tasks can get its largest task under:
-    the mean, the largest key, and the sum of the q smallest keys, where q = ceil(keys / tasks)
-    is the fewest keys the fullest task can hold."""
-    ordered = sorted(sizes)
-    per_task = -(-len(ordered) // n_tasks)
-    return max(-(-sum(ordered) // n_tasks), ordered[-1], sum(ordered[:per_task]))
-
-
-def _largest_first(sizes: np.ndarray, n_tasks: int) -> np.ndarray:
-    """Bin of each key, greedy: largest key to the lightest bin. Guarantees max <= mean + largest key."""
-    bin_of = np.empty(len(sizes), dtype=np.int64)
-    heap = [(0, b) for b in range(n_tasks)]
-    for k in np.argsort(-sizes, kind="stable").tolist():
-        load, b = heapq.heappop(heap)
-        bin_of[k] = b
-        heapq.heappush(heap, (load + int(sizes[k]), b))
-    return bin_of
-
-
-def _karmarkar_karp(sizes: np.ndarray, n_tasks: int) -> np.ndarray:
-    """Bin of each key. Each key starts as a partial partition of its own; the two partials
-    with the largest spread are merged, the heaviest bin of one joining the lightest of the other."""
-    arange = np.arange(n_tasks)
-    partials: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # loads, key indices, bins
-    heap: list[tuple[int, int]] = []
-    for i, size in enumerate(sizes.tolist()):
-        loads = np.zeros(n_tasks, dtype=np.int64)
-        loads[0] = size
-        partials[i] = (loads, np.array([i]), np.array([0]))
-        heap.append((-size, i))
-    heapq.heapify(heap)
-    next_id = len(sizes)
-    while len(heap) > 1:
-        loads_a, keys_a, bins_a = partials.pop(heapq.heappop(heap)[1])
-        loads_b, keys_b, bins_b = partials.pop(heapq.heappop(heap)[1])
-        order_a = np.argsort(-loads_a, kind="stable")
-        order_b = np.argsort(loads_b, kind="stable")
-        rank_a = np.empty(n_tasks, dtype=np.int64)
-        rank_a[order_a] = arange
-        rank_b = np.empty(n_tasks, dtype=np.int64)
-        rank_b[order_b] = arange
-        loads = loads_a[order_a] + loads_b[order_b]
-        partials[next_id] = (loads, np.concatenate([keys_a, keys_b]), np.concatenate([rank_a[bins_a], rank_b[bins_b]]))
-        heapq.heappush(heap, (-int(loads.max() - loads.min()), next_id))
-        next_id += 1
-    _, key_idx, bins = partials.popitem()[1]
-    bin_of = np.empty(len(sizes), dtype=np.int64)
-    bin_of[key_idx] = bins
-    return bin_of
-
-
-def _cardinality_split(sizes: np.ndarray, n_tasks: int) -> np.ndarray:
-    """Bin of each key: with q = ceil(keys / tasks), the r tasks that must hold q keys get the
-    r*q smallest keys, the others q-1 keys each; largest-first greedy inside each group."""
-    n = len(sizes)
-    per_task = -(-n // n_tasks)
-    full = n - (per_task - 1) * n_tasks  # tasks holding per_task keys; the rest hold one fewer
-    order = np.argsort(sizes, kind="stable")
-    bin_of = np.empty(n, dtype=np.int64)
-    groups = [(order[: full * per_task], range(full)), (order[full * per_task:], range(full, n_tasks))]
-    for members, bins in groups:
-        if len(bins) == 0:
-            continue
-        heap = [(0, b) for b in bins]
-        for k in members[::-1].tolist():  # largest first
-            load, b = heapq.heappop(heap)
-            bin_of[k] = b
-            heapq.heappush(heap, (load + int(sizes[k]), b))
-    return bin_of
-
-
-def _local_search(bin_of: np.ndarray, loads: np.ndarray, sizes: np.ndarray, partners: int = 8) -> None:
-    """Lower the heaviest bin by moving one of its keys to, or swapping one with, a light bin,
-    until no such step helps (bounded to a few rounds per bin)."""
-    n_tasks = len(loads)
-    members: list[list[tuple[int, int]]] = [[] for _ in range(n_tasks)]  # sorted (size, key) per bin
-    for k, b in enumerate(bin_of.tolist()):
-        members[b].append((int(sizes[k]), k))
-    for m in members:
-        m.sort()
-    for _ in range(4 * n_tasks):
-        heavy = int(np.argmax(loads))
-        best = None  # (new max of the pair, delta, key out, key in or None, light)
-        for light in np.argsort(loads, kind="stable")[:partners].tolist():
-            gap = int(loads[heavy] - loads[light])
-            if gap <= 1:
-                break
-            light_sizes = [size for size, _ in members[light]]
-            for size, key in members[heavy]:
-                # moving `size` alone, or swapping it for a light key of size near size - gap/2
-                options = [(size, None)]
-                j = bisect.bisect_left(light_sizes, size - gap / 2)
-                for idx in (j - 1, j):
-                    if 0 <= idx < len(light_sizes):
-                        options.append((size - light_sizes[idx], members[light][idx][1]))
-                for delta, other in options:
-                    if 0 < delta < gap:
-                        pair_max = max(int(loads[heavy]) - delta, int(loads[light]) + delta)
-                        if best is None or pair_max < best[0]:
-                            best = (pair_max, delta, key, other, light)
-        if best is None:
-            return
-        _, delta, key, other, light = best
-        members[heavy].remove((int(sizes[key]), key))
-        bisect.insort(members[light], (int(sizes[key]), key))
-        bin_of[key] = light
-        if other is not None:
-            members[light].remove((int(sizes[other]), other))
-            bisect.insort(members[heavy], (int(sizes[other]), other))
-            bin_of[other] = heavy
-        loads[heavy] -= delta
-        loads[light] += delta
-
-
-# ------------------------------------------------------------------------- planning --
-
-def _has_label(labels: pa.Array, mids: frozenset[str]) -> pa.Array:
-    """Rows whose comma-joined label list contains any of `mids`."""
-    return pc.match_substring_regex(labels, "(^|,)(" + "|".join(re.escape(m) for m in sorted(mids)) + ")(,|$)")
-
-
-def _task_bodies(rows: pa.Table, order: np.ndarray, bounds: np.ndarray) -> list[bytes]:
-    """The CSV rows of each task, newline-terminated, as bytes sliced out of one Arrow buffer."""
-    lines = pc.take(pc.binary_join_element_wise(rows["line"], pa.scalar(""), "\n"), pa.array(order)).combine_chunks()
-    offset_type = np.int64 if pa.types.is_large_string(lines.type) else np.int32
-    offsets = np.frombuffer(lines.buffers()[1], dtype=offset_type)[lines.offset: lines.offset + len(lines) + 1]
-    data = memoryview(lines.buffers()[2])
-    return [bytes(data[offsets[lo]: offsets[hi]]) for lo, hi in zip(bounds[:-1], bounds[1:])]
-
-
-def _count_distinct_per_task(task: np.ndarray, value: np.ndarray, n_tasks: int) -> np.ndarray:
-    pairs = np.sort(task.astype(np.int64) * (int(value.max()) + 1) + value)
-    new = np.ones(len(pairs), dtype=bool)
-    new[1:] = pairs[1:] != pairs[:-1]
-    return np.bincount(pairs[new] // (int(value.max()) + 1), minlength=n_tasks)
-
-
-def _task_header_stats(rows: pa.Table, ytid_codes: np.ndarray, task_of_row: np.ndarray,
-                       n_tasks: int) -> list[tuple[int, int, int]]:
-    """(distinct IDs, distinct labels, positive labels) per task, for the CSV header's counts."""
-    ytids = _count_distinct_per_task(task_of_row, ytid_codes, n_tasks)
-    label_lists = pc.split_pattern(rows["labels"], ",")
-    label_codes = pc.dictionary_encode(pc.list_flatten(label_lists)).combine_chunks().indices.to_numpy().astype(np.int64)
-    label_task = task_of_row[pc.list_parent_indices(label_lists).to_numpy()]
-    positive = np.bincount(label_task, minlength=n_tasks)
-    seen = np.zeros((n_tasks, int(label_codes.max()) + 1), dtype=bool)  # a few hundred classes: a bitmap
-    seen[label_task, label_codes] = True
-    distinct = seen.sum(axis=1)
-    return list(zip(ytids.tolist(), distinct.tolist(), positive.tolist()))
-
-
-def find_metadata(options: PlanOptions, csvs: list[Path]) -> tuple[ClassIndex | None, Ontology | None, Path | None]:
-    directory = Path(options.metadata) if options.metadata else csvs[0].parent
-    if options.metadata and not directory.is_dir():
-        raise PlanError(f"--metadata {directory}: no such directory")
-    labels_path = directory / LABELS_FILENAME
-    ontology_path = directory / ONTOLOGY_FILENAME
-    index = ClassIndex.load(labels_path) if labels_path.exists() else None
-    ontology = Ontology.load(ontology_path) if ontology_path.exists() else None
-    return index, ontology, labels_path if index is not None else None
-
-
 @dataclass
 class PlannedRun:
     """A plan and the text of its task CSVs, before anything is written."""
@@ -307,147 +97,6 @@ class PlannedRun:
     task_csvs: list[bytes]
     labels_path: Path | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def build_plan(csvs: list[str | Path], options: PlanOptions) -> PlannedRun:
-    """Read, validate, select and shard the segments; nothing is written."""
-    if options.tasks < 1:
-        raise PlanError(f"--tasks must be at least 1, got {options.tasks}")
-    if options.limit < 0:
-        raise PlanError(f"--limit must be 0 (no limit) or positive, got {options.limit}")
-    csvs = [Path(c) for c in csvs]
-    if not csvs:
-        raise PlanError("no segment CSV given")
-    index, ontology, labels_path = find_metadata(options, csvs)
-    notes: list[str] = []
-    if index is None and options.labels:
-        looked = (Path(options.metadata) if options.metadata else csvs[0].parent) / LABELS_FILENAME
-        raise PlanError(f"{looked} not found: extract needs the class index to write each record's labels. Run "
-                        "`audiosetdl fetch-metadata DIR` and plan with --metadata DIR, or plan with --no-labels "
-                        "to write records without labels")
-    if not options.labels:
-        notes.append("--no-labels: records will be written without labels"
-                     + ("" if index else "; label MIDs are not checked (no class_labels_indices.csv)"))
-    selection = select_classes(options.classes, options.exclude_classes, index=index, ontology=ontology,
-                               with_descendants=options.with_descendants)
-    notes.extend(selection.notes)
-    known = frozenset(index.mids) if index is not None else None
-
-    subset_names = sorted({subset_name(path) for path in csvs})
-    inputs, tables = [], []
-    for path in csvs:
-        table: SegmentTable = read_segment_table(path, known_mids=known, skip_bad_rows=options.skip_bad_rows)
-        inputs.append(InputFile(path.name, table.subset, sha256_of(path), len(table) + len(table.bad_rows),
-                                len(table.bad_rows)))
-        notes += [f"skipped {bad.path}:{bad.lineno}: {bad.problem}" for bad in table.bad_rows[:20]]
-        if len(table.bad_rows) > 20:
-            notes.append(f"... and {len(table.bad_rows) - 20} more bad rows in {path}")
-        code = np.full(len(table), subset_names.index(table.subset), dtype=np.int32)
-        tables.append(table.columns.append_column("subset", pa.array(code)))
-    rows = pa.concat_tables(tables).combine_chunks()
-    del tables
-    total_rows = rows.num_rows
-
-    if selection.include is not None:
-        rows = rows.filter(_has_label(rows["labels"], selection.include))
-    if selection.exclude:
-        rows = rows.filter(pc.invert(_has_label(rows["labels"], selection.exclude)))
-    selected = rows.num_rows
-    # Identity of a segment: (subset, ID, start, end); the first row of each identity is kept.
-    ytid_codes = pc.dictionary_encode(rows["ytid"]).combine_chunks().indices.to_numpy().astype(np.int64)
-    columns = (rows["end"].to_numpy(), rows["start"].to_numpy(), rows["subset"].to_numpy(), ytid_codes)
-    by_identity = np.lexsort(columns)  # stable: equal identities keep input order, first one first
-    same_as_previous = np.ones(len(by_identity), dtype=bool)
-    same_as_previous[0] = False
-    for column in columns:
-        ordered = column[by_identity]
-        same_as_previous[1:] &= ordered[1:] == ordered[:-1]
-    first = np.ones(len(by_identity), dtype=bool)
-    first[by_identity[same_as_previous]] = False
-    del by_identity, same_as_previous, columns
-    duplicates = int(len(first) - first.sum())
-    if options.limit:
-        first &= np.cumsum(first) <= options.limit
-    if not first.all():
-        rows = rows.filter(pa.array(first))
-        ytid_codes = ytid_codes[first]
-    if rows.num_rows == 0:
-        raise PlanError("no segments left to plan (check --classes / --exclude-classes / --limit)")
-
-    subset_of_row = rows["subset"].to_numpy()
-    key_of_row = pc.binary_join_element_wise(pc.cast(rows["subset"], pa.string()),
-                                             pc.utf8_slice_codeunits(rows["ytid"], 0, 2), "/")
-    encoded = pc.dictionary_encode(key_of_row).combine_chunks()
-    key_index, key_names = encoded.indices.to_numpy(), encoded.dictionary.to_pylist()
-    key_sizes = np.bincount(key_index, minlength=len(key_names))
-    keys = [(subset_names[int(code)], prefix) for code, prefix in (name.split("/", 1) for name in key_names)]
-    counts = dict(zip(keys, key_sizes.tolist()))
-    n_tasks = options.tasks
-    if n_tasks > len(counts):
-        notes.append(f"{n_tasks} tasks requested but only {len(counts)} (subset, prefix) keys exist: "
-                     f"planned {len(counts)} tasks")
-        n_tasks = len(counts)
-    bins = assign_keys(counts, n_tasks)
-    task_of_key = {key: i for i, members in enumerate(bins) for key in members}
-    task_of_row = np.array([task_of_key[key] for key in keys], dtype=np.int64)[key_index]
-    # Rows of a task: grouped by subset (plan.json counts rows per subset), in input order.
-    order = np.lexsort((subset_of_row, task_of_row))
-    bounds = np.searchsorted(task_of_row[order], np.arange(n_tasks + 1))
-    bodies = _task_bodies(rows, order, bounds)
-    stats = _task_header_stats(rows, ytid_codes, task_of_row, n_tasks)
-    subset_rows = np.bincount(task_of_row * len(subset_names) + subset_of_row,
-                              minlength=n_tasks * len(subset_names)).reshape(n_tasks, len(subset_names))
-    del rows
-
-    task_csvs: list[bytes] = []
-    tasks: list[TaskSpec] = []
-    for i in range(n_tasks):
-        ytid_count, unique_labels, positive_labels = stats[i]
-        header = (f"# Segments csv created by audiosetdl for task {task_name(i)} of {n_tasks}\n"
-                  f"# num_ytids={ytid_count}, num_segs={bounds[i + 1] - bounds[i]}, "
-                  f"num_unique_labels={unique_labels}, num_positive_labels={positive_labels}\n{HEADER_COLUMNS}\n")
-        text = header.encode() + bodies[i]
-        task_csvs.append(text)
-        tasks.append(TaskSpec(i, tuple(sorted(bins[i])), int(bounds[i + 1] - bounds[i]),
-                              tuple((name, int(n)) for name, n in zip(subset_names, subset_rows[i]) if n),
-                              hashlib.sha256(text).hexdigest()))
-
-    loads = np.array([t.segments for t in tasks])
-    mean = float(loads.mean())
-    largest_key = max(counts.values())
-    bound = lower_bound(list(counts.values()), n_tasks)
-    summary = {
-        "rows_read": total_rows + sum(i.bad_rows for i in inputs),
-        "bad_rows_skipped": sum(i.bad_rows for i in inputs),
-        "selected": selected,
-        "duplicates_dropped": duplicates,
-        "segments": int(loads.sum()),
-        "keys": len(counts),
-        "tasks": n_tasks,
-        "task_segments_max": int(loads.max()),
-        "task_segments_min": int(loads.min()),
-        "task_segments_mean": round(mean, 3),
-        "largest_key": int(largest_key),
-        "balance": round(float(loads.max()) / mean, 4),
-        "balance_lower_bound": round(bound / mean, 4),
-        "balance_target_met": bool(loads.max() <= BALANCE_TARGET * mean),
-    }
-    if not summary["balance_target_met"]:
-        notes.append(f"largest task has {loads.max()} segments, {summary['balance']:.3f} x the mean {mean:.1f}: "
-                     f"keys cannot be split (largest key: {largest_key} segments, {len(counts)} keys for "
-                     f"{n_tasks} tasks); no plan can get under {bound} ({bound / mean:.3f} x mean)")
-    plan_options = {
-        "tasks": options.tasks,
-        "classes": selection.to_json(),
-        "with_descendants": options.with_descendants,
-        "limit": options.limit,
-        "skip_bad_rows": options.skip_bad_rows,
-        "labels_checked": index is not None,
-    }
-    if not options.labels:
-        plan_options["labels"] = False  # only then: plans made before --no-labels existed stay identical
-    plan = Plan(inputs, plan_options, summary, tasks)
-    return PlannedRun(plan, task_csvs, labels_path, notes)
 
 
 # -------------------------------------------------------------------------- writing --
@@ -564,39 +213,3 @@ def load_task(run: RunDir, plan: Plan, index: int) -> list[Segment]:
     if len(segments) != spec.segments:
         raise PlanError(f"{path}: {len(segments)} rows, plan.json says {spec.segments} (was the file edited?)")
     return segments
-
-
-def describe(planned: PlannedRun, run: RunDir, outcome: str) -> list[str]:
-    """Human-readable summary of a plan, for the CLI."""
-    plan, s = planned.plan, planned.plan.summary
-    lines = [f"plan {outcome}: {run.plan_path}"]
-    for item in plan.inputs:
-        lines.append(f"  input  {item.name} ({item.subset}): {item.rows} rows"
-                     + (f", {item.bad_rows} bad rows skipped" if item.bad_rows else ""))
-    lines.append(f"  segments {s['segments']} (selected {s['selected']}, duplicates dropped {s['duplicates_dropped']})")
-    lines.append(f"  keys {s['keys']} -> tasks {s['tasks']}: {s['task_segments_min']}-{s['task_segments_max']} "
-                 f"segments per task (mean {s['task_segments_mean']:.1f}, largest/mean {s['balance']:.3f})")
-    lines.append(f"  task files: {run.tasks_dir}/00000.csv ... {task_name(s['tasks'] - 1)}.csv")
-    lines += [f"  note: {note}" for note in planned.notes]
-    return lines
-
-
-def split_csv(path: str | Path, parts: int, out_dir: str | Path | None = None) -> list[Path]:
-    """marl/audiosetdl's `--split N`: N files `NAME.01`, `NAME.02`, ... (1-based, the SLURM array
-    index of that script), contiguous runs of rows, each with the original `#` header lines."""
-    path = Path(path)
-    if parts < 1:
-        raise PlanError(f"--split must be at least 1, got {parts}")
-    out_dir = Path(out_dir) if out_dir else path.parent
-    header, rows = [], []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            (header if line.startswith("#") and not rows else rows).append(line if line.endswith("\n") else line + "\n")
-    width = max(2, len(str(parts)))
-    outputs = []
-    for i in range(parts):
-        chunk = rows[len(rows) * i // parts: len(rows) * (i + 1) // parts]
-        target = out_dir / f"{path.name}.{i + 1:0{width}d}"
-        write_text_atomic(target, "".join(header + chunk))
-        outputs.append(target)
-    return outputs

@@ -5,26 +5,22 @@ is a failure, and `pending` when it has no record yet. A download task is finish
 state file (RUN/status/NNNNN.state.json) says so and its ledger has a record of every segment;
 an extract task when every key of the task has its done marker. `unfinished` answers which
 tasks `submit --resume` sends again; `report` builds the document `audiosetdl status --json`
-prints (schema in slurm/README.md), `report_lines` its text form and `plot` its figure. Jobs
-submitted to SLURM are listed in RUN/slurm/jobs.json; their states come from sacct, or squeue
-where sacct is missing or has no accounting.
+prints (schema in slurm/README.md) and `report_lines` its text form; `audiosetdl.status_plot`
+draws its figure. The SLURM part of the report comes from `audiosetdl.slurm_status`.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import shutil
-import subprocess
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from audiosetdl.attempts import by_client, client_lines, clips_by_client, note_counts
+from audiosetdl.attempts import by_client, client_lines, note_counts
 from audiosetdl.ledger import OK, SEGMENT_KEY, ledger_frame
 from audiosetdl.plan import Plan, load_plan, load_task
 from audiosetdl.rundir import RunDir, task_name
+from audiosetdl.slurm_status import ACTIVE_STATES, slurm_report
 
 
 @dataclass
@@ -104,7 +100,6 @@ def outcome_table(status: RunStatus) -> list[str]:
 # ------------------------------------------------------------------ finished or not --
 
 STAGES = ("download", "extract")
-JOBS_FILE = "jobs.json"  # under RUN/slurm/: one record per `audiosetdl submit`
 
 
 def task_state(run: RunDir, index: int) -> dict | None:
@@ -136,127 +131,6 @@ def unfinished(run: RunDir, plan: Plan, stage: str) -> list[int]:
     """Tasks of `stage` the run directory does not show as finished (SLURM's memory is not consulted)."""
     done = download_finished if stage == "download" else extract_finished
     return [task.index for task in plan.tasks if not done(run, plan, task.index)]
-
-
-# ------------------------------------------------------------------------ SLURM jobs --
-
-def jobs_path(run: RunDir) -> Path:
-    return run.slurm_dir / JOBS_FILE
-
-
-def read_submissions(run: RunDir) -> list[dict]:
-    """RUN/slurm/jobs.json: [{"at", "stages", "resume", "jobs": [{"stage", "job_id", "tasks", ...}]}]."""
-    try:
-        return json.loads(jobs_path(run).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return []
-
-
-_ARRAY_ROW = re.compile(r"^(\d+)_\[([0-9,\-]+)(?:%\d+)?\]$")
-
-
-def _expand(job_id: str) -> list[str]:
-    """'12_[0-2,5%2]' -> ['12_0', '12_1', '12_2', '12_5']; anything else as it is."""
-    m = _ARRAY_ROW.match(job_id)
-    if not m:
-        return [job_id]
-    out = []
-    for part in m.group(2).split(","):
-        lo, _, hi = part.partition("-")
-        out += [f"{m.group(1)}_{i}" for i in range(int(lo), int(hi or lo) + 1)]
-    return out
-
-
-def parse_states(text: str) -> dict[str, str]:
-    """`JobID|State` lines (sacct -P, or squeue -o '%i|%T') -> {"12_0": "RUNNING", "13": "PENDING"}."""
-    states: dict[str, str] = {}
-    for line in text.splitlines():
-        job_id, sep, state = line.strip().partition("|")
-        if sep and job_id and "." not in job_id:  # no job steps
-            for key in _expand(job_id):
-                states[key] = (state.split() or ["UNKNOWN"])[0]  # "CANCELLED by 0" -> CANCELLED
-    return states
-
-
-def slurm_states(job_ids: list[str]) -> tuple[str | None, dict[str, str]]:
-    """(source, states) for these jobs: sacct's view, else squeue's (jobs that left the queue are absent)."""
-    if not job_ids:
-        return None, {}
-    if shutil.which("sacct"):
-        res = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(job_ids)],
-                             capture_output=True, text=True, timeout=60, check=False)
-        if res.returncode == 0:
-            return "sacct", parse_states(res.stdout)
-    if shutil.which("squeue"):
-        res = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T"], capture_output=True, text=True, timeout=60,
-                             check=False)
-        if res.returncode == 0:
-            wanted = set(job_ids)
-            return "squeue", {k: v for k, v in parse_states(res.stdout).items() if k.split("_")[0] in wanted}
-    return None, {}
-
-
-def parse_reasons(text: str) -> dict[str, str]:
-    """`JobID|Reason` lines (squeue -o '%i|%r') -> {"12_3": "Resources", "13": "ReqNodeNotAvail, ..."}."""
-    reasons: dict[str, str] = {}
-    for line in text.splitlines():
-        job_id, sep, reason = line.strip().partition("|")
-        if sep and job_id and reason.strip() and reason.strip() != "None":
-            for key in _expand(job_id):
-                reasons[key] = reason.strip()
-    return reasons
-
-
-def pending_reasons(job_ids: list[str]) -> dict[str, str]:
-    """Why SLURM holds these jobs' pending tasks (squeue's %r: Resources, Dependency, PartitionConfig, ...)."""
-    if not job_ids or not shutil.which("squeue"):
-        return {}
-    res = subprocess.run(["squeue", "-h", "-r", "-t", "PENDING", "-j", ",".join(job_ids), "-o", "%i|%r"],
-                         capture_output=True, text=True, timeout=60, check=False)
-    return parse_reasons(res.stdout) if res.returncode == 0 else {}
-
-
-def array_key(job: dict, position: int) -> str:
-    """SLURM's ID of the job's `position`-th task: submitit submits one task alone as a plain job."""
-    return job["job_id"] if len(job["tasks"]) == 1 else f"{job['job_id']}_{position}"
-
-
-def slurm_report(run: RunDir, query=None) -> tuple[dict | None, dict[int, dict]]:
-    """The `slurm` part of the report, and {task: {stage: {"job", "state"}}} from the latest submission."""
-    submissions = read_submissions(run)
-    if not submissions:
-        return None, {}
-    source, states = (query or slurm_states)([job["job_id"] for sub in submissions for job in sub["jobs"]])
-    waiting = sorted({key.split("_")[0] for key, state in states.items() if state == "PENDING"})
-    reasons = pending_reasons(waiting) if waiting else {}
-    missing = "NOT_QUEUED" if source == "squeue" else "UNKNOWN"
-    jobs, per_task = [], defaultdict(dict)
-    for sub in submissions:
-        for job in sub["jobs"]:
-            counts: Counter = Counter()
-            for position, task in enumerate(job["tasks"]):
-                key = array_key(job, position)
-                state = states.get(key, missing) if source else None
-                counts[state or "UNKNOWN"] += 1
-                per_task[task][job["stage"]] = {"job": key, "state": state,
-                                                "reason": reasons.get(key) if state == "PENDING" else None}
-            jobs.append({"job_id": job["job_id"], "stage": job["stage"], "tasks": job["tasks"],
-                         "submitted_at": sub["at"], "begin": job.get("begin"), "dependency": job.get("dependency"),
-                         "logs": job.get("logs"), "states": dict(sorted(counts.items()))})
-    return {"source": source, "submissions": len(submissions), "jobs": jobs}, per_task
-
-
-def active_tasks(run: RunDir, query=None, recent_s: float = 300.0) -> set[int]:
-    """Tasks with a job of any stage still queued or running in SLURM (or submitted too recently for
-    sacct to know it): submitting them again would give them two writers."""
-    slurm, per_task = slurm_report(run, query)
-    if not slurm:
-        return set()
-    submitted = {job["job_id"]: job["submitted_at"] for job in slurm["jobs"]}
-    now = time.time()
-    return {task for task, stages in per_task.items() for job in stages.values()
-            if job["state"] in ACTIVE_STATES or (job["state"] in (None, "UNKNOWN")
-                                                 and now - submitted[job["job"].split("_")[0]] < recent_s)}
 
 
 # ----------------------------------------------------------------------------- report --
@@ -306,10 +180,6 @@ def report(run: RunDir, *, query=None) -> dict:
     }
 
 
-ACTIVE_STATES = frozenset({"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED",
-                           "PREEMPTED", "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT"})
-
-
 def is_settled(doc: dict, recent_s: float = 300.0) -> bool:
     """Nothing more will happen by itself: every task done, or no job of the run queued or running
     (a job sacct does not know yet counts as active for `recent_s` after its submission)."""
@@ -352,52 +222,3 @@ def report_lines(doc: dict, max_rows: int = 40) -> list[str]:
             states = ", ".join(f"{n} {s}" for s, n in job["states"].items())
             lines.append(f"  job {job['job_id']} {job['stage']}: {len(job['tasks'])} tasks: {states}")
     return lines
-
-
-def plot(run: RunDir, doc: dict, path: str | Path, bins: int = 48) -> Path:
-    """A PNG: outcomes by reason (bars) and clips per hour over time, from the ledgers' timestamps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    frames = [ledger_frame(run.ledger_path(t["index"])) for t in doc["tasks"]]
-    times = np.sort(np.concatenate([f.timestamp[(f.outcome == OK) & (f.message != "clip found on disk")].to_numpy(float)
-                                    for f in frames] or [np.zeros(0)]))
-    fig, (bars, rate, clients) = plt.subplots(1, 3, figsize=(17, 4.5))
-    names = ["ok", *doc["failed"], "pending"]
-    counts = [doc["ok"], *doc["failed"].values(), doc["pending"]]
-    bars.bar(names, counts, color=["tab:green"] + ["tab:red"] * len(doc["failed"]) + ["tab:gray"])
-    bars.set_title(f"{doc['segments']} segments by outcome")
-    bars.set_ylabel("segments")
-    bars.tick_params(axis="x", rotation=45)
-    if len(times) > 1 and times[-1] > times[0]:
-        edges = np.linspace(times[0], times[-1], min(bins, len(times)) + 1)
-        counts_per_bin, _ = np.histogram(times, edges)
-        hours = (edges - times[0]) / 3600
-        rate.stairs(counts_per_bin / np.diff(hours), hours, color="tab:blue")
-        total = rate.twinx()
-        total.plot((times - times[0]) / 3600, np.arange(1, len(times) + 1), color="tab:orange")
-        total.set_ylabel("clips downloaded (orange)")
-    rate.set_title("throughput")
-    rate.set_xlabel("hours since the first clip")
-    rate.set_ylabel("clips per hour (blue)")
-    _plot_clients(clients, clips_by_client(frames), times[0] if len(times) else 0.0)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def _plot_clients(axes, series: dict[str, list[float]], origin: float, most: int = 6) -> None:
-    """Clips made by each player client over time: a client that stops working goes flat."""
-    for client, stamps in list(series.items())[:most]:
-        axes.step([(t - origin) / 3600 for t in stamps], range(1, len(stamps) + 1), where="post", label=client,
-                  marker="." if len(stamps) < 50 else None)
-    if series:
-        axes.legend(loc="upper left", fontsize="small")
-    axes.set_title("clips by player client")
-    axes.set_xlabel("hours since the first clip")
-    axes.set_ylabel("clips made")

@@ -32,7 +32,8 @@ from audiosetdl.precision import PRECISIONS  # noqa: E402
 from audiosetdl.config import ExtractOptions, PlanOptions  # noqa: E402
 from audiosetdl.extract import run_task  # noqa: E402
 from audiosetdl.metadata.segments import Segment, render_csv  # noqa: E402
-from audiosetdl.plan import build_plan, load_plan, load_task, write_plan  # noqa: E402
+from audiosetdl.plan import load_plan, load_task, write_plan  # noqa: E402
+from audiosetdl.planner import build_plan  # noqa: E402
 from audiosetdl.rundir import RunDir  # noqa: E402
 from audiosetdl.vggish import waveform_to_examples  # noqa: E402
 from audiosetdl.vggish.model import Embedder  # noqa: E402

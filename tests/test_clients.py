@@ -14,9 +14,11 @@ from audiosetdl.download.errors import ClipError, Reason
 from audiosetdl.download.fetcher import ClipFetcher, FetchSettings
 from audiosetdl.ledger import read_ledger
 from audiosetdl.metadata.segments import Segment, render_csv
-from audiosetdl.plan import build_plan, write_plan
+from audiosetdl.plan import write_plan
+from audiosetdl.planner import build_plan
 from audiosetdl.rundir import RunDir
-from audiosetdl.status import plot, report, report_lines
+from audiosetdl.status import report, report_lines
+from audiosetdl.status_plot import plot
 from tests.media import MediaFile, Shape
 from tests.mediaserver import MediaServer
 from tests.test_fetcher import check_clip

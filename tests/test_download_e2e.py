@@ -17,7 +17,8 @@ from audiosetdl.cli import main
 from audiosetdl.config import DownloadOptions, PlanOptions
 from audiosetdl.ledger import read_ledger
 from audiosetdl.metadata.segments import Segment, render_csv
-from audiosetdl.plan import build_plan, load_plan, load_task, write_plan
+from audiosetdl.plan import load_plan, load_task, write_plan
+from audiosetdl.planner import build_plan
 from audiosetdl.rundir import TEMP_MARK, RunDir
 from tests.media import Shape, clip_byte_budget
 from tests.mediaserver import MediaServer

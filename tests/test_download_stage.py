@@ -17,7 +17,8 @@ from audiosetdl.audio import clip_is_valid
 from audiosetdl.download.stage import run_task
 from audiosetdl.ledger import read_ledger
 from audiosetdl.metadata.segments import Segment, render_csv
-from audiosetdl.plan import build_plan, load_plan, load_task, write_plan
+from audiosetdl.plan import load_plan, load_task, write_plan
+from audiosetdl.planner import build_plan
 from audiosetdl.rundir import TEMP_MARK, RunDir
 from tests.scripted_fetcher import calls, factory
 

@@ -16,7 +16,8 @@ from audiosetdl.extract import run_task
 from audiosetdl.ledger import OK, Attempt, LedgerWriter, read_ledger
 from audiosetdl.metadata.ontology import ClassIndex
 from audiosetdl.metadata.segments import Segment, render_csv
-from audiosetdl.plan import build_plan, load_plan, load_task, write_plan
+from audiosetdl.plan import load_plan, load_task, write_plan
+from audiosetdl.planner import build_plan
 from audiosetdl.rundir import RunDir
 from audiosetdl.vggish import waveform_to_examples
 

@@ -23,7 +23,8 @@ from audiosetdl.download.pacing import Charger, Pacer, describe_budget, identity
 from audiosetdl.download.tickets import KEEP_EXTRA, Tickets
 from audiosetdl.ledger import OK, Attempt, LedgerWriter
 from audiosetdl.metadata.segments import Segment, render_csv
-from audiosetdl.plan import build_plan, load_plan, load_task, write_plan
+from audiosetdl.plan import load_plan, load_task, write_plan
+from audiosetdl.planner import build_plan
 from audiosetdl.rundir import RunDir
 
 

@@ -23,7 +23,8 @@ from audiosetdl.backends.slurm import submit
 from audiosetdl.config import DownloadOptions, PlanOptions, SlurmOptions
 from audiosetdl.ledger import OK, read_ledger
 from audiosetdl.metadata.segments import Segment, render_csv
-from audiosetdl.plan import build_plan, load_plan, write_plan
+from audiosetdl.plan import load_plan, write_plan
+from audiosetdl.planner import build_plan
 from audiosetdl.rundir import RunDir
 from tests.media import Shape
 from tests.mediaserver import MediaServer

@@ -9,10 +9,11 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from audiosetdl.config import PlanOptions
 from audiosetdl.ledger import FAILED, OK, Attempt, LedgerWriter, read_ledger
 from audiosetdl.metadata.segments import read_segments, render_csv, Segment
-from audiosetdl.plan import (
-    PlanError, assign_keys, build_plan, load_plan, load_task, lower_bound, split_csv, write_plan,
-)
+from audiosetdl.balance import assign_keys, lower_bound
+from audiosetdl.plan import PlanError, load_plan, load_task, write_plan
+from audiosetdl.planner import build_plan
 from audiosetdl.rundir import RunDir
+from audiosetdl.split import split_csv
 
 ALPHABET = "abAB01-_"
 

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from audiosetdl import status
+from audiosetdl import slurm_status, status
 from audiosetdl.audio import clip_is_valid
 from audiosetdl.backends.slurm import StageTask, minutes, parameters, submit
 from audiosetdl.cli import main
@@ -30,7 +30,8 @@ from audiosetdl.config import ConfigError, DownloadOptions, PlanOptions, SlurmOp
 from audiosetdl.download.stage import run_task
 from audiosetdl.ledger import OK, Attempt, LedgerWriter, read_ledger
 from audiosetdl.metadata.segments import Segment, render_csv
-from audiosetdl.plan import build_plan, load_plan, load_task, write_plan
+from audiosetdl.plan import load_plan, load_task, write_plan
+from audiosetdl.planner import build_plan
 from audiosetdl.rundir import TEMP_MARK, RunDir, write_json_atomic
 from tests.scripted_fetcher import calls, factory
 from tests.slurm_fixtures import REPO
@@ -99,7 +100,7 @@ def test_cancel_requeue_and_resume(slurm_cluster, tmp_path, monkeypatch):
     printed: list[str] = []
     (job,) = submit(run, ["download"], SLURM, options, None, stage_functions={"download": stage}, out=printed.append)
     job_id = job["job_id"]
-    assert job["tasks"] == [0, 1, 2, 3] and status.read_submissions(run)[-1]["jobs"] == [job]
+    assert job["tasks"] == [0, 1, 2, 3] and slurm_status.read_submissions(run)[-1]["jobs"] == [job]
     assert f"{run.slurm_dir.resolve()}/{job_id}_%a_0_log.out" in "\n".join(printed)
     printed.clear()  # submitting again while the array is queued or running sends nothing twice
     assert submit(run, ["download"], SLURM, options, None, resume=True, dry_run=True, out=printed.append) == []
@@ -146,7 +147,7 @@ def test_cancel_requeue_and_resume(slurm_cluster, tmp_path, monkeypatch):
     jobs = submit(run, ["download"], replace(SLURM, rate_limited_delay="now+3"), options, None, resume=True,
                   stage_functions={"download": stage})
     assert [(j["tasks"], j["begin"]) for j in jobs] == [([cancelled], None), ([task["dd"]], "now+3")]
-    assert [s["resume"] for s in status.read_submissions(run)] == [False, True]
+    assert [s["resume"] for s in slurm_status.read_submissions(run)] == [False, True]
     states = slurm_cluster.wait(*[j["job_id"] for j in jobs], timeout=120)
     assert set(states.values()) == {"COMPLETED"}, states
     assert status.unfinished(run, plan, "download") == []
@@ -276,7 +277,7 @@ def test_real_fetcher_through_sbatch_and_submit(slurm_cluster, tmp_path, media_s
                           "--cpus-per-task", "1", "--mem", "1G", "--time", "10", "--url-template", template,
                           "--max-rate", "0"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    (job,) = status.read_submissions(second)[-1]["jobs"]
+    (job,) = slurm_status.read_submissions(second)[-1]["jobs"]
     states = slurm_cluster.wait(job["job_id"], timeout=180)
     assert set(states.values()) == {"COMPLETED"}, states
     check_all_ok(second)
@@ -299,7 +300,7 @@ def test_requests_checked_against_the_nodes_and_pending_reasons_shown(slurm_clus
         submit(run, ["extract"], replace(SLURM, partition=None, gpus_per_task=1), None, ExtractOptions())
     with pytest.raises(ConfigError, match="partition 'gpu' .* does not exist"):
         submit(run, ["download"], replace(SLURM, partition="gpu"), DownloadOptions(), None)
-    assert not status.jobs_path(run).exists()  # nothing was submitted
+    assert not slurm_status.jobs_path(run).exists()  # nothing was submitted
 
     # A held array: status shows SLURM's reason for each pending task.
     (job,) = submit(run, ["download"], replace(SLURM, sbatch_arg=("--hold",)), DownloadOptions(workers=1), None,
@@ -335,7 +336,7 @@ def test_dry_run_prints_the_scripts(tmp_path, capsys):
     for line in ("#SBATCH --dependency=aftercorr:DRYRUN1", "#SBATCH --kill-on-invalid-dep=yes",
                  "#SBATCH --gpus-per-task=1", "#SBATCH --partition=gpu", "#SBATCH --time=240", "#SBATCH --mem=16G"):
         assert line in extract.splitlines(), line
-    assert not status.jobs_path(run).exists()  # nothing submitted, nothing recorded
+    assert not slurm_status.jobs_path(run).exists()  # nothing submitted, nothing recorded
 
     # --resume: task 1 finished downloading, so it goes only to extract, in an array without dependency.
     with LedgerWriter(run.ledger_path(1)) as ledger:

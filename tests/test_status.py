@@ -6,12 +6,13 @@ import time
 
 import pytest
 
-from audiosetdl import status
+from audiosetdl import slurm_status, status
 from audiosetdl.cli import main
 from audiosetdl.config import PlanOptions
 from audiosetdl.ledger import FAILED, OK, Attempt, LedgerWriter
 from audiosetdl.metadata.segments import Segment, render_csv
-from audiosetdl.plan import build_plan, load_plan, write_plan
+from audiosetdl.plan import load_plan, write_plan
+from audiosetdl.planner import build_plan
 from audiosetdl.rundir import RunDir, write_json_atomic
 
 IDS = {"aa": ["aa000000000", "aa000000001", "aa000000002"], "bb": ["bb000000000", "bb000000001", "bb000000002"],
@@ -85,7 +86,7 @@ def test_unfinished_is_read_from_the_run_directory(made):
 def test_slurm_states_map_onto_plan_tasks(made, monkeypatch):
     run, task = made
     aa, bb, cc = task["aa"], task["bb"], task["cc"]
-    write_json_atomic(status.jobs_path(run), [
+    write_json_atomic(slurm_status.jobs_path(run), [
         {"at": T0, "stages": ["download", "extract"], "resume": False, "jobs": [
             {"stage": "download", "job_id": "12", "tasks": [0, 1, 2]},
             {"stage": "extract", "job_id": "13", "tasks": [0, 1, 2], "dependency": "aftercorr:12"}]},
@@ -99,8 +100,8 @@ def test_slurm_states_map_onto_plan_tasks(made, monkeypatch):
         return "sacct", {"12_0": "COMPLETED", "12_1": "FAILED", "12_2": "COMPLETED", "13_0": "COMPLETED",
                          "13_1": "CANCELLED", "20": "PENDING"}
 
-    monkeypatch.setattr(status, "slurm_states", fake_sacct)
-    monkeypatch.setattr(status, "pending_reasons", lambda ids: asked.append(ids) or {"20": "BeginTime"})
+    monkeypatch.setattr(slurm_status, "slurm_states", fake_sacct)
+    monkeypatch.setattr(slurm_status, "pending_reasons", lambda ids: asked.append(ids) or {"20": "BeginTime"})
     doc = status.report(run)
     assert asked == [["12", "13", "20"], ["20"]]  # reasons asked of squeue for the jobs with pending tasks only
     assert doc["slurm"]["source"] == "sacct" and doc["slurm"]["submissions"] == 2
@@ -120,22 +121,22 @@ def test_slurm_states_map_onto_plan_tasks(made, monkeypatch):
 
 def test_parse_sacct_and_squeue_lines():
     text = "12_0|COMPLETED\n12_1|CANCELLED by 0\n12_1.batch|CANCELLED\n12_[2-4,7%2]|PENDING\n15|RUNNING\n16|\n"
-    assert status.parse_states(text) == {"12_0": "COMPLETED", "12_1": "CANCELLED", "12_2": "PENDING",
+    assert slurm_status.parse_states(text) == {"12_0": "COMPLETED", "12_1": "CANCELLED", "12_2": "PENDING",
                                          "12_3": "PENDING", "12_4": "PENDING", "12_7": "PENDING", "15": "RUNNING",
                                          "16": "UNKNOWN"}
     text = "12_[2-3]|PartitionConfig\n13|ReqNodeNotAvail, UnavailableNodes:n1\n14|None\n"
-    assert status.parse_reasons(text) == {"12_2": "PartitionConfig", "12_3": "PartitionConfig",
+    assert slurm_status.parse_reasons(text) == {"12_2": "PartitionConfig", "12_3": "PartitionConfig",
                                           "13": "ReqNodeNotAvail, UnavailableNodes:n1"}
 
 
 def test_cli_json_watch_and_plot(made, monkeypatch, capsys, tmp_path):
     run, task = made
-    write_json_atomic(status.jobs_path(run), [{"at": T0, "stages": ["download"], "resume": False, "jobs": [
+    write_json_atomic(slurm_status.jobs_path(run), [{"at": T0, "stages": ["download"], "resume": False, "jobs": [
         {"stage": "download", "job_id": "12", "tasks": [0, 1, 2]}]}])
     answers = iter([{"12_0": "RUNNING", "12_1": "RUNNING", "12_2": "PENDING"},
                     {"12_0": "COMPLETED", "12_1": "FAILED", "12_2": "COMPLETED"}])
-    monkeypatch.setattr(status, "slurm_states", lambda ids: ("sacct", next(answers)))
-    monkeypatch.setattr(status, "pending_reasons", lambda ids: {"12_2": "Resources"})
+    monkeypatch.setattr(slurm_status, "slurm_states", lambda ids: ("sacct", next(answers)))
+    monkeypatch.setattr(slurm_status, "pending_reasons", lambda ids: {"12_2": "Resources"})
     png = tmp_path / "status.png"
     assert main(["status", str(run.root), "--json", "--watch", "0.01", "--plot", str(png)]) == 0
     docs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]  # one document per line
@@ -144,7 +145,7 @@ def test_cli_json_watch_and_plot(made, monkeypatch, capsys, tmp_path):
     assert set(docs[0]) == TOP_KEYS
     assert docs[0]["tasks"][2]["slurm"]["download"] == {"job": "12_2", "state": "PENDING", "reason": "Resources"}
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
-    monkeypatch.setattr(status, "slurm_states", lambda ids: (None, {}))  # no sacct, no squeue
+    monkeypatch.setattr(slurm_status, "slurm_states", lambda ids: (None, {}))  # no sacct, no squeue
     assert main(["status", str(run.root)]) == 0
     out = capsys.readouterr().out
     assert "5" in out and "pending" in out and "slurm (no sacct or squeue here)" in out
@@ -161,17 +162,17 @@ def test_settled_when_every_task_is_done(made):
 
 def test_active_tasks_are_not_submitted_twice(made, monkeypatch):
     run, task = made
-    write_json_atomic(status.jobs_path(run), [{"at": T0, "stages": ["download", "extract"], "resume": False, "jobs": [
+    write_json_atomic(slurm_status.jobs_path(run), [{"at": T0, "stages": ["download", "extract"], "resume": False, "jobs": [
         {"stage": "download", "job_id": "12", "tasks": [0, 1, 2]},
         {"stage": "extract", "job_id": "13", "tasks": [0, 1, 2]}]}])
-    monkeypatch.setattr(status, "slurm_states", lambda ids: ("sacct", {
+    monkeypatch.setattr(slurm_status, "slurm_states", lambda ids: ("sacct", {
         "12_0": "COMPLETED", "12_1": "COMPLETED", "12_2": "RUNNING", "13_0": "PENDING", "13_1": "COMPLETED"}))
-    assert status.active_tasks(run) == {0, 2}  # 13_2 is unknown to sacct, but was submitted long ago
-    write_json_atomic(status.jobs_path(run), [{"at": time.time(), "stages": ["download"], "resume": False, "jobs": [
+    assert slurm_status.active_tasks(run) == {0, 2}  # 13_2 is unknown to sacct, but was submitted long ago
+    write_json_atomic(slurm_status.jobs_path(run), [{"at": time.time(), "stages": ["download"], "resume": False, "jobs": [
         {"stage": "download", "job_id": "30", "tasks": [1]}]}])
-    assert status.active_tasks(run) == {1}  # just submitted: sacct may not know it yet
-    monkeypatch.setattr(status, "slurm_states", lambda ids: ("squeue", {}))
-    assert status.active_tasks(run) == set()  # squeue: a job that left the queue is over
+    assert slurm_status.active_tasks(run) == {1}  # just submitted: sacct may not know it yet
+    monkeypatch.setattr(slurm_status, "slurm_states", lambda ids: ("squeue", {}))
+    assert slurm_status.active_tasks(run) == set()  # squeue: a job that left the queue is over
 
 
 def test_damaged_and_torn_ledger_lines_are_skipped(made):

@@ -26,7 +26,8 @@ from audiosetdl.config import ConfigError, SlurmOptions
 from audiosetdl.download.pacing import describe_budget
 from audiosetdl.plan import load_plan
 from audiosetdl.rundir import RunDir, write_json_atomic
-from audiosetdl.status import STAGES, active_tasks, jobs_path, read_submissions, run_status, task_state, unfinished
+from audiosetdl.slurm_status import active_tasks, jobs_path, read_submissions
+from audiosetdl.status import STAGES, run_status, task_state, unfinished
 
 SIGNAL_DELAY_S = 120  # the time-limit warning comes this long before the limit
 MAX_REQUEUES = 3  # requeues after time limits (submitit's max_num_timeout)
