@@ -225,7 +225,7 @@ def cmd_status(args: argparse.Namespace, cfg: dict) -> int:
     run = RunDir(args.run)
     try:
         while True:
-            doc = status.report(run)
+            doc = status.report(run, model=args.model)
             if args.json:
                 print(json.dumps(doc, sort_keys=True, indent=None if args.watch else 2), flush=True)
             else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from audiosetdl import __version__, config
-from audiosetdl.config import (DownloadOptions, EmbedOptions, EvaluateOptions, ExtractOptions, LabelOptions,
+from audiosetdl.config import (MODELS, DownloadOptions, EmbedOptions, EvaluateOptions, ExtractOptions, LabelOptions,
                                PlanOptions, SlurmOptions, TrainOptions)
 
 
@@ -197,3 +197,5 @@ def _cluster_commands(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--watch", type=float, metavar="SECONDS",
                    help="repeat every SECONDS until every task is done or no job of the run is left in SLURM")
     p.add_argument("--plot", metavar="FILE.png", help="also draw outcomes by reason and throughput over time")
+    p.add_argument("--model", choices=MODELS, default="vggish",
+                   help="whose extract output to count: vggish (RUN/embeddings/) or yamnet (RUN/yamnet/)")

@@ -119,18 +119,21 @@ def download_finished(run: RunDir, plan: Plan, index: int) -> bool:
     return all(segment.key in recorded for segment in load_task(run, plan, index))
 
 
-def extract_keys_done(run: RunDir, plan: Plan, index: int) -> int:
-    return sum(run.embeddings_marker(subset, prefix).exists() for subset, prefix in plan.tasks[index].keys)
+def extract_keys_done(run: RunDir, plan: Plan, index: int, model: str = "vggish") -> int:
+    """Keys of the task whose `model` output (RUN/embeddings/ or RUN/yamnet/) has its done marker."""
+    return sum(run.embeddings_marker(subset, prefix, model).exists() for subset, prefix in plan.tasks[index].keys)
 
 
-def extract_finished(run: RunDir, plan: Plan, index: int) -> bool:
-    return extract_keys_done(run, plan, index) == len(plan.tasks[index].keys)
+def extract_finished(run: RunDir, plan: Plan, index: int, model: str = "vggish") -> bool:
+    return extract_keys_done(run, plan, index, model) == len(plan.tasks[index].keys)
 
 
-def unfinished(run: RunDir, plan: Plan, stage: str) -> list[int]:
-    """Tasks of `stage` the run directory does not show as finished (SLURM's memory is not consulted)."""
-    done = download_finished if stage == "download" else extract_finished
-    return [task.index for task in plan.tasks if not done(run, plan, task.index)]
+def unfinished(run: RunDir, plan: Plan, stage: str, model: str = "vggish") -> list[int]:
+    """Tasks of `stage` the run directory does not show as finished (SLURM's memory is not consulted);
+    for extract, finished with `model`."""
+    if stage == "download":
+        return [task.index for task in plan.tasks if not download_finished(run, plan, task.index)]
+    return [task.index for task in plan.tasks if not extract_finished(run, plan, task.index, model)]
 
 
 # ----------------------------------------------------------------------------- report --
@@ -144,8 +147,9 @@ def _per_hour(count: int, first: float | None, last: float | None) -> float | No
     return round(count * 3600.0 / (last - first), 1)
 
 
-def report(run: RunDir, *, query=None) -> dict:
-    """Everything `status` shows, as one JSON-ready document (see slurm/README.md for the schema)."""
+def report(run: RunDir, *, query=None, model: str = "vggish") -> dict:
+    """Everything `status` shows, as one JSON-ready document (see slurm/README.md for the schema);
+    the extract figures are `model`'s."""
     plan = load_plan(run)
     frames = {i: ledger_frame(run.ledger_path(i)) for i in range(len(plan.tasks))}
     status = run_status(run, frames=frames)
@@ -153,7 +157,7 @@ def report(run: RunDir, *, query=None) -> dict:
     tasks = []
     for t in status.tasks:
         keys = len(plan.tasks[t.index].keys)
-        done_keys = extract_keys_done(run, plan, t.index)
+        done_keys = extract_keys_done(run, plan, t.index, model)
         state = (task_state(run, t.index) or {}).get("state")
         tasks.append({
             "index": t.index, "segments": t.segments, "ok": t.ok, "failed": dict(sorted(t.failed.items())),
@@ -173,7 +177,8 @@ def report(run: RunDir, *, query=None) -> dict:
         "clips_per_hour": _per_hour(status.ok, min(firsts, default=None), max(lasts, default=None)),
         "tasks_total": len(tasks), "tasks_finished": sum(t["finished"] for t in tasks),
         "tasks": tasks,
-        "extract": {"keys": sum(t["extract"]["keys"] for t in tasks), "done": sum(t["extract"]["done"] for t in tasks),
+        "extract": {"model": model, "keys": sum(t["extract"]["keys"] for t in tasks),
+                    "done": sum(t["extract"]["done"] for t in tasks),
                     "tasks_finished": sum(t["extract"]["finished"] for t in tasks)},
         "by_client": by_client(frames.values()), "notes": note_counts(frames.values()),
         "slurm": slurm,
@@ -214,7 +219,7 @@ def report_lines(doc: dict, max_rows: int = 40) -> list[str]:
         if len(shown) > max_rows:
             lines.append(f"... and {len(shown) - max_rows} more unfinished tasks (--json lists every task)")
     ex = doc["extract"]
-    lines += ["", f"extract: {ex['done']} of {ex['keys']} keys written, {ex['tasks_finished']} of "
+    lines += ["", f"extract ({ex.get('model', 'vggish')}): {ex['done']} of {ex['keys']} keys written, {ex['tasks_finished']} of "
                   f"{doc['tasks_total']} tasks complete"]
     if doc["slurm"]:
         lines.append(f"slurm ({doc['slurm']['source'] or 'no sacct or squeue here'}):")

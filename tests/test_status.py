@@ -64,7 +64,7 @@ def test_counts_rates_and_finished(made):
     assert t["cc"]["first_attempt"] == T0 - 5.0  # when the first attempt began
     assert [t[p]["finished"] for p in ("aa", "bb", "cc")] == [True, False, False]  # cc: ledger incomplete
     assert doc["tasks_finished"] == 1 and doc["tasks_total"] == 3
-    assert doc["extract"] == {"keys": 3, "done": 1, "tasks_finished": 1}
+    assert doc["extract"] == {"model": "vggish", "keys": 3, "done": 1, "tasks_finished": 1}
     assert t["aa"]["extract"] == {"keys": 1, "done": 1, "finished": True}
     assert doc["slurm"] is None and all(x["slurm"] == {} for x in doc["tasks"])
     assert set(doc) == TOP_KEYS and all(set(x) == TASK_KEYS for x in doc["tasks"])
@@ -81,6 +81,20 @@ def test_unfinished_is_read_from_the_run_directory(made):
     assert status.unfinished(run, plan, "download") == [task["bb"]]  # now every segment has a record
     run.task_state_path(task["aa"]).unlink()  # no state file: never known to have finished
     assert task["aa"] in status.unfinished(run, plan, "download")
+
+
+def test_extract_progress_is_counted_for_the_model_asked(made):
+    """`submit --resume --model yamnet` and `status --model yamnet` read RUN/yamnet/'s markers, not VGGish's."""
+    run, task = made
+    plan = load_plan(run)
+    assert status.unfinished(run, plan, "extract", "yamnet") == sorted(task.values())  # only VGGish's aa marker
+    write_json_atomic(run.embeddings_marker("eval", "cc", "yamnet"), {"fingerprint": "x"})
+    assert status.unfinished(run, plan, "extract", "yamnet") == sorted([task["aa"], task["bb"]])
+    assert status.unfinished(run, plan, "extract") == sorted([task["bb"], task["cc"]])
+    doc = status.report(run, model="yamnet")
+    assert doc["extract"] == {"model": "yamnet", "keys": 3, "done": 1, "tasks_finished": 1}
+    assert doc["tasks"][task["cc"]]["extract"]["finished"] and not doc["tasks"][task["aa"]]["extract"]["finished"]
+    assert "extract (yamnet): 1 of 3 keys written" in "\n".join(status.report_lines(doc))
 
 
 def test_slurm_states_map_onto_plan_tasks(made, monkeypatch):

@@ -122,7 +122,8 @@ def submit(run: RunDir, stages, slurm: SlurmOptions, download_options, extract_o
     busy = active_tasks(run)
     if busy:
         out(f"not submitting tasks still queued or running in SLURM (scancel them first): {sorted(busy)}")
-    todo = {stage: [i for i in (unfinished(run, plan, stage) if resume else range(len(plan.tasks))) if i not in busy]
+    model = extract_options.model if extract_options else "vggish"  # whose markers say a task is extracted
+    todo = {stage: [i for i in (unfinished(run, plan, stage, model) if resume else range(len(plan.tasks))) if i not in busy]
             for stage in stages}
     download = todo.get("download", [])
     extract = sorted(set(download) | set(todo["extract"])) if "extract" in stages else []
