@@ -1,6 +1,7 @@
 """`audiosetdl embed`: a user's audio or video files -> VGGish or YAMNet embeddings in shards.
 
-Inputs (`audiosetdl.inputs`) are decoded by ffmpeg a window at a time (`--chunk-seconds`) in
+Inputs (`audiosetdl.inputs`) are decoded (`audio.stream_audio`: ffmpeg's samples, in process where
+that gives the same ones) a window at a time (`--chunk-seconds`) in
 `--decode-threads` threads, framed exactly as if whole (`pipeline.stream_inputs`), and embedded
 on batches that span files (`pipeline.run_batched`, the pipeline `extract` uses). Records (one
 per file, `video_id` = the input's ID, start 0, end = its duration, no labels) are written as
@@ -13,8 +14,9 @@ The manifest is rewritten (atomically) after each shard. It names, for every sha
 it holds with their size and modification time: a rerun over the same inputs skips them, and
 a shard holding an input that changed since is deleted and its inputs embedded again. A kill
 loses at most the shard being filled; shard files the manifest does not name are removed.
-A file ffmpeg cannot decode is listed under `failed` with the reason and retried by the next
-run; one too short for a VGGish example is listed under `too_short`.
+A file that cannot be decoded is listed under `failed` with the reason and retried by the next
+run; one too short for a VGGish example is listed under `too_short`. A run holds OUT/.lock
+(`rundir.exclusive`) while it writes, so a second run on the same OUT stops at once.
 """
 
 from __future__ import annotations
@@ -36,12 +38,13 @@ from audiosetdl.extract_models import check_model_files, make_adapter
 from audiosetdl.inputs import EmbedError, Input, resolve_inputs
 from audiosetdl.pipeline import run_batched, stream_inputs
 from audiosetdl.precision import DEFAULT_PRECISION
-from audiosetdl.rundir import sweep_temp, write_json_atomic
+from audiosetdl.rundir import DirectoryBusy, exclusive, sweep_temp, write_json_atomic
 from audiosetdl.vggish.params import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+LOCK_FILE = ".lock"
 SHARD_PATTERN = "shard-{:05d}"
 _SHARD_NAME = re.compile(r"^shard-(\d{5})\.(tfrecord|npz|parquet)$")
 
@@ -198,7 +201,19 @@ def embed_paths(paths, out: str | Path, options: ExtractOptions, embed: EmbedOpt
     check_output(Path(out), _signature(options, embed))
     if embedder is None:
         check_model_files(options)  # before anything is written, and before TensorFlow loads
-    output = _Output(Path(out), _signature(options, embed), embed)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    try:
+        with exclusive(Path(out) / LOCK_FILE):
+            summary = _embed_into(inputs, _Output(Path(out), _signature(options, embed), embed), options, embed,
+                                  embedder, progress)
+    except DirectoryBusy as exc:
+        raise EmbedError(f"{exc}: two runs cannot share one --out") from None
+    summary.seconds = time.monotonic() - began
+    return summary
+
+
+def _embed_into(inputs: list[Input], output: _Output, options: ExtractOptions, embed: EmbedOptions, embedder,
+                progress: bool) -> EmbedSummary:
     output.adapter = adapter = make_adapter(options, embedder)
     stats = {str(item.path): item.stat_key() for item in inputs}
     done = output.prune(stats)
@@ -207,8 +222,8 @@ def embed_paths(paths, out: str | Path, options: ExtractOptions, embed: EmbedOpt
     output.manifest["failed"] = []
     samples: dict[Path, int] = {}
     with tqdm(total=len(todo), desc="embed", unit="file", disable=not progress) as bar:
-        inputs = file_inputs(adapter, embed, samples, AudioProgress(bar))
-        for result in run_batched(todo, inputs, adapter.run, batch_size=options.batch_size,
+        file_chunks = file_inputs(adapter, embed, samples, AudioProgress(bar))
+        for result in run_batched(todo, file_chunks, adapter.run, batch_size=options.batch_size,
                                   threads=options.decode_threads, width=adapter.width, dtype=adapter.dtype):
             item, entry = result.source, _entry(result.source, stats[str(result.source.path)])
             bar.update(1)
@@ -228,7 +243,6 @@ def embed_paths(paths, out: str | Path, options: ExtractOptions, embed: EmbedOpt
                 summary.frames += len(result.rows)
     output.flush()
     summary.shards = len(output.manifest["shards"])
-    summary.seconds = time.monotonic() - began
     return summary
 
 

@@ -108,6 +108,34 @@ class RunDir:
         return self.root / "slurm"
 
 
+class DirectoryBusy(RuntimeError):
+    """Another process holds the lock `exclusive` asked for."""
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock (flock) on `lock_path` for the block, or raise DirectoryBusy
+    naming the process that holds it. The kernel drops the lock when its holder dies, even by SIGKILL,
+    so a stale file never blocks a rerun."""
+    import fcntl
+
+    with open(lock_path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise DirectoryBusy(f"{lock_path.parent} is in use by {holder}") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {os.uname().nodename}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @contextlib.contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it onto `final` only if the block succeeds.

@@ -214,7 +214,7 @@ def test_pipeline_routes_rows_and_isolates_a_failure_mid_file():
     assert all(n == 4 for n in calls[:-1]) and sum(calls) == 3 * 18 + 11  # full batches spanning files
 
 
-def test_a_killed_embed_leaves_whole_shards_and_resumes(tmp_path, vggish_models):
+def test_a_killed_embed_leaves_whole_shards_and_resumes_and_a_second_run_meanwhile_is_refused(tmp_path, vggish_models):
     files = [write(tmp_path / "in" / f"f{i}.wav", 2.0 + 0.1 * i, i) for i in range(8)]
     out = tmp_path / "out"
     argv = [sys.executable, "-m", "audiosetdl", "embed", str(tmp_path / "in"), "--out", str(out), "--shard-size", "1",
@@ -226,8 +226,10 @@ def test_a_killed_embed_leaves_whole_shards_and_resumes(tmp_path, vggish_models)
         if (out / MANIFEST).exists() and json.loads((out / MANIFEST).read_text())["shards"]:
             break
         time.sleep(0.05)
+    with pytest.raises(EmbedError, match=f"in use by process {process.pid} .*two runs cannot share one --out"):
+        embed_paths([tmp_path / "in"], out, ExtractOptions(models=str(vggish_models.directory)), progress=False)
     process.kill()
-    assert process.wait() == -9, "killed while running"
+    assert process.wait() == -9, "killed while running"  # (and its lock goes with it: the rerun below takes it)
     written = json.loads((out / MANIFEST).read_text())["shards"]
     assert written and all(len(list(tfrecords.read(out / s["file"]))) == 1 for s in written)  # whole shards only
     again = embed_paths([tmp_path / "in"], out, ExtractOptions(models=str(vggish_models.directory)), progress=False)
