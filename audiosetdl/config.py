@@ -194,10 +194,10 @@ class TrainOptions:
     pooling: str = option("attention", "network: attention (Kong 2018 decision-level attention), multi (Yu 2018 "
                                    "multi-level attention) or average (masked mean pooling)",
                           choices=("attention", "multi", "average"))
-    hidden_units: int = option(512, "units of each per-frame fully connected layer")
+    hidden_units: int = option(1024, "units of each per-frame fully connected layer")
     hidden_layers: int = option(3, "per-frame fully connected layers (dense, batch norm, ReLU, dropout)")
     attention_levels: int = option(2, "multi: attention modules on this many of the last hidden layers")
-    dropout: float = option(0.2, "dropout after each hidden layer")
+    dropout: float = option(0.4, "dropout after each hidden layer")
     steps: int = option(600, "training steps (batches) per ensemble member")
     batch_size: int = option(256, "clips per training batch")
     learning_rate: float = option(3e-3, "peak learning rate of AdamW")
