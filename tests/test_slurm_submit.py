@@ -202,7 +202,7 @@ def test_extract_task_follows_its_own_download_task(slurm_cluster, tmp_path, mon
     assert all(ex[i][0] >= dl[i][1] for i in range(3)), (dl, ex)
     assert min(ex[i][0] for i in range(3) if i != task["cc"]) < dl[task["cc"]][1], (dl, ex)
     doc = status_json(run)
-    assert doc["extract"] == {"keys": 3, "done": 3, "tasks_finished": 3}
+    assert doc["extract"] == {"model": "vggish", "keys": 3, "done": 3, "tasks_finished": 3}
     assert {t["slurm"]["extract"]["state"] for t in doc["tasks"]} == {"COMPLETED"}
     assert status.is_settled(doc)
 
