@@ -25,10 +25,9 @@ import numpy as np
 import soundfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from extract_model import random_official_weights  # noqa: E402
+from extract_model import add_device_options, device_of, random_official_weights  # noqa: E402
 
 from audiosetdl.audio import read_clip  # noqa: E402
-from audiosetdl.precision import PRECISIONS  # noqa: E402
 from audiosetdl.config import ExtractOptions, PlanOptions  # noqa: E402
 from audiosetdl.extract import run_task  # noqa: E402
 from audiosetdl.metadata.segments import Segment, render_csv  # noqa: E402
@@ -69,11 +68,9 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=ExtractOptions().batch_size)
     parser.add_argument("--decode-threads", type=int, default=ExtractOptions().decode_threads)
-    parser.add_argument("--device", default=None, help="TensorFlow device: cpu, gpu, or e.g. /GPU:1 (default: the "
-                                                       "first GPU, else the CPU)")
-    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    add_device_options(parser)
     args = parser.parse_args()
-    device = {"cpu": "/CPU:0", "gpu": "/GPU:0"}.get(args.device, args.device)
+    device = device_of(args)
     rng = np.random.default_rng(1)
     pca = PCAParams(rng.standard_normal((128, 128)) * 0.1, rng.standard_normal((128, 1)))
     embedder = Embedder.from_weights(random_official_weights(), pca, batch_size=args.batch_size, device=device,

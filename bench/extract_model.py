@@ -32,6 +32,19 @@ def random_official_weights(seed: int = 0) -> dict[str, np.ndarray]:
     return weights
 
 
+def add_device_options(parser: argparse.ArgumentParser) -> None:
+    """`--device` and `--precision`, as bench/extract.py and bench/embed.py (and bench/gpu.sh) take them."""
+    from audiosetdl.precision import PRECISIONS
+
+    parser.add_argument("--device", default=None, help="TensorFlow device: cpu, gpu, or e.g. /GPU:1 (default: the "
+                                                       "first GPU, else the CPU)")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
+
+
+def device_of(args: argparse.Namespace) -> str | None:
+    return {"cpu": "/CPU:0", "gpu": "/GPU:0"}.get(args.device, args.device)
+
+
 def measure(run_once, examples_per_run: int, seconds: float) -> float:
     """Examples/s of `run_once` over at least `seconds`."""
     done, start = 0, time.perf_counter()
