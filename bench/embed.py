@@ -27,14 +27,12 @@ import numpy as np
 import soundfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from extract_model import add_device_options, device_of, random_official_weights  # noqa: E402
+from extract_model import add_device_options, random_embedder  # noqa: E402
 
 from audiosetdl.audio import decode_any, stream_audio  # noqa: E402
 from audiosetdl.config import EmbedOptions, ExtractOptions  # noqa: E402
 from audiosetdl.embed import embed_paths  # noqa: E402
 from audiosetdl.vggish import waveform_to_examples  # noqa: E402
-from audiosetdl.vggish.model import Embedder  # noqa: E402
-from audiosetdl.vggish.postprocess import PCAParams  # noqa: E402
 
 
 def make_files(root: Path, count: int, seconds: float = 10.0, rate: int = 44_100, container: str = "flac",
@@ -80,11 +78,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     add_device_options(parser)
     args = parser.parse_args()
-    device = device_of(args)
-    rng = np.random.default_rng(1)
-    pca = PCAParams(rng.standard_normal((128, 128)) * 0.1, rng.standard_normal((128, 1)))
-    embedder = Embedder.from_weights(random_official_weights(), pca, batch_size=args.batch_size, device=device,
-                                     precision=args.precision)
+    embedder = random_embedder(args)
     options = ExtractOptions(batch_size=args.batch_size, decode_threads=args.decode_threads)
     best = dict.fromkeys("abcd", 0.0)
     with tempfile.TemporaryDirectory() as tmp:

@@ -25,7 +25,7 @@ import numpy as np
 import soundfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from extract_model import add_device_options, device_of, random_official_weights  # noqa: E402
+from extract_model import add_device_options, random_embedder  # noqa: E402
 
 from audiosetdl.audio import read_clip  # noqa: E402
 from audiosetdl.config import ExtractOptions, PlanOptions  # noqa: E402
@@ -35,8 +35,6 @@ from audiosetdl.plan import load_plan, load_task, write_plan  # noqa: E402
 from audiosetdl.planner import build_plan  # noqa: E402
 from audiosetdl.rundir import RunDir  # noqa: E402
 from audiosetdl.vggish import waveform_to_examples  # noqa: E402
-from audiosetdl.vggish.model import Embedder  # noqa: E402
-from audiosetdl.vggish.postprocess import PCAParams  # noqa: E402
 
 LABELS = Path(__file__).resolve().parents[2] / "shared" / "data" / "audioset" / "class_labels_indices.csv"
 
@@ -70,11 +68,7 @@ def main() -> None:
     parser.add_argument("--decode-threads", type=int, default=ExtractOptions().decode_threads)
     add_device_options(parser)
     args = parser.parse_args()
-    device = device_of(args)
-    rng = np.random.default_rng(1)
-    pca = PCAParams(rng.standard_normal((128, 128)) * 0.1, rng.standard_normal((128, 1)))
-    embedder = Embedder.from_weights(random_official_weights(), pca, batch_size=args.batch_size, device=device,
-                                     precision=args.precision)
+    embedder = random_embedder(args)
     with tempfile.TemporaryDirectory() as tmp:
         run = make_run(Path(tmp), args.clips)
         segments = load_task(run, load_plan(run), 0)

@@ -45,6 +45,17 @@ def device_of(args: argparse.Namespace) -> str | None:
     return {"cpu": "/CPU:0", "gpu": "/GPU:0"}.get(args.device, args.device)
 
 
+def random_embedder(args: argparse.Namespace):
+    """A VGGish Embedder on random official-shape weights and a random PCA, with the parsed
+    `--batch-size`, `--device` and `--precision` (bench/extract.py and bench/embed.py)."""
+    from audiosetdl.vggish.model import Embedder
+
+    rng = np.random.default_rng(1)
+    pca = PCAParams(rng.standard_normal((128, 128)) * 0.1, rng.standard_normal((128, 1)))
+    return Embedder.from_weights(random_official_weights(), pca, batch_size=args.batch_size, device=device_of(args),
+                                 precision=args.precision)
+
+
 def measure(run_once, examples_per_run: int, seconds: float) -> float:
     """Examples/s of `run_once` over at least `seconds`."""
     done, start = 0, time.perf_counter()
