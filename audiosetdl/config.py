@@ -191,9 +191,12 @@ class TrainOptions:
 
     class_index: str | None = option(None, "class_labels_indices.csv giving the label indices (default: the one in or "
                                            "above the first input directory)", metavar="FILE")
-    pooling: str = option("attention", "network: attention (Kong 2018 decision-level attention), multi (Yu 2018 "
-                                   "multi-level attention) or average (masked mean pooling)",
-                          choices=("attention", "multi", "average"))
+    pooling: tuple[str, ...] = option(
+        ("feature", "attention", "multi"),
+        "network of each ensemble member, in turn: feature (Kong 2019 feature-level attention), attention (Kong "
+        "2018 decision-level attention), multi (Yu 2018 multi-level attention) or average (masked mean pooling); "
+        "members that pool differently make different errors, so a mixed ensemble beats seeds of one network",
+        choices=("feature", "attention", "multi", "average"))
     hidden_units: int = option(1024, "units of each per-frame fully connected layer")
     hidden_layers: int = option(3, "per-frame fully connected layers (dense, batch norm, ReLU, dropout)")
     attention_levels: int = option(2, "multi: attention modules on this many of the last hidden layers")
@@ -208,7 +211,8 @@ class TrainOptions:
                           metavar="ALPHA")
     label_smoothing: float = option(0.0, "binary label smoothing of the targets")
     balanced: bool = option(True, "class-balanced sampling (Kong 2018) instead of seeded shuffled passes")
-    ensemble: int = option(3, "members trained from seeds seed, seed+1, ...; their scores are averaged")
+    ensemble: int = option(3, "members trained from seeds seed, seed+1, ... (networks from --pooling in turn); "
+                              "their scores are averaged")
     seed: int = option(0, "seed of the data order, the held-out slice and the weights: same seed, same order")
     holdout: float = option(0.0, "fraction of the training records held out for model selection (0: none)")
     log_every: int = option(200, "log the loss (and held-out mAP) every this many steps (0: never)")

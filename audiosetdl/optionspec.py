@@ -105,8 +105,17 @@ def options_from(cls: type, args: argparse.Namespace | None, config: dict[str, d
         if given is not None:
             values[f.name] = tuple(given) if is_seq else given
         elif f.name in section:
-            values[f.name] = _coerce(section[f.name], base, is_seq, f"config {cls.SECTION}.{f.name}")
+            where = f"config {cls.SECTION}.{f.name}"
+            values[f.name] = _coerce(section[f.name], base, is_seq, where)
+            _check_choices(values[f.name] if is_seq else (values[f.name],), f.metadata.get("choices"), where)
     return cls(**values)
+
+
+def _check_choices(values: tuple, choices: tuple | None, where: str) -> None:
+    """A config file's value gets the check argparse gives a flag's."""
+    for value in values:
+        if choices and value is not None and value not in choices:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, choices))}")
 
 
 # ---------------------------------------------------------------------------- YAML file --

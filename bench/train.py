@@ -34,7 +34,9 @@ def parse_set(pairs: list[str]) -> dict:
     values = {}
     for pair in pairs:
         key, _, text = pair.partition("=")
-        values[key.replace("-", "_")] = yaml.safe_load(text)  # numbers, true/false, or plain words
+        values[key.replace("-", "_")] = yaml.safe_load(text)  # numbers, true/false, plain words or [lists]
+    if isinstance(values.get("pooling"), str):  # pooling=feature,attention
+        values["pooling"] = tuple(values["pooling"].split(","))
     return values
 
 
@@ -56,9 +58,9 @@ def main() -> int:
     rows = []
     result = train([train_dir], args.out / "model", options, eval_sources=[eval_dir])  # eval figures in the card
     evaluation = evaluate.evaluate(args.out / "model", [eval_dir], args.out / "eval", EvaluateOptions())
-    rows.append((f"{options.pooling} x{options.ensemble}", evaluation.metrics, result.seconds))
+    rows.append(("+".join(options.pooling) + f" x{options.ensemble}", evaluation.metrics, result.seconds))
     if args.baseline:
-        base = dataclasses.replace(options, pooling="average")
+        base = dataclasses.replace(options, pooling=("average",))
         base_result = train([train_dir], args.out / "baseline", base, eval_sources=[eval_dir])
         base_eval = evaluate.evaluate(args.out / "baseline", [eval_dir], args.out / "baseline-eval", EvaluateOptions())
         rows.append((f"average x{base.ensemble}", base_eval.metrics, base_result.seconds))

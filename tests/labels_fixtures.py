@@ -57,10 +57,11 @@ def synth_dataset(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def synth_model(synth_dataset, tmp_path_factory):
-    """A tiny model trained on the synthetic train/ records (two ensemble members)."""
+    """A tiny model trained on the synthetic train/ records: two ensemble members of different networks."""
     from audiosetdl.labels.train import train
 
     out = tmp_path_factory.mktemp("synth_model") / "model"
-    options = dataclasses.replace(TrainOptions(), **{**SYNTH_OPTIONS, "pooling": "multi", "ensemble": 2, "holdout": 0.2})
+    options = dataclasses.replace(TrainOptions(), **{**SYNTH_OPTIONS, "pooling": ("multi", "feature"), "ensemble": 2,
+                                                           "holdout": 0.2})
     result = train([synth_dataset["train"]], out, options, eval_sources=[synth_dataset["eval"]])
     return result

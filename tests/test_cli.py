@@ -143,3 +143,14 @@ def test_submit_checks_the_plan_can_be_extracted(tmp_path, capsys):
     assert main(["submit", str(tmp_path / "bare"), "--models", str(tmp_path / "none")]) == 2
     assert "VGGish model files not found" in capsys.readouterr().err
     assert not (run.slurm_dir / "jobs.json").exists() and not (tmp_path / "bare" / "slurm" / "jobs.json").exists()
+
+
+def test_config_file_values_get_the_choices_flags_get():
+    from audiosetdl.config import TrainOptions, options_from
+
+    assert options_from(TrainOptions, None, {"train": {"pooling": ["average", "feature"]}}).pooling == \
+        ("average", "feature")
+    with pytest.raises(config.ConfigError, match=r"config train.pooling: 'atention' is not one of feature, attention"):
+        options_from(TrainOptions, None, {"train": {"pooling": ["feature", "atention"]}})
+    with pytest.raises(config.ConfigError, match="config train.lr_schedule: 'linear' is not one of cosine, constant"):
+        options_from(TrainOptions, None, {"train": {"lr_schedule": "linear"}})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -98,7 +100,8 @@ def test_model_directory_round_trip(synth_model, synth_dataset):
     single = classifier.scores([evaluation.frames[0, :evaluation.lengths[0]]])
     np.testing.assert_allclose(single[0], scores[0], rtol=1e-5, atol=1e-6)
     card = (synth_model.directory / "README.md").read_text()
-    assert "Multi-level attention (Yu" in card and "evaluation set" in card and "mAP **" in card
+    assert "Multi-level attention (Yu et al. 2018) x 1 and feature-level attention (Kong et al. 2019) x 1" in card
+    assert "evaluation set" in card and "mAP **" in card
 
 
 def test_load_classifier_names_what_is_missing(tmp_path, synth_model):
@@ -111,3 +114,22 @@ def test_load_classifier_names_what_is_missing(tmp_path, synth_model):
             (copy / path.name).write_bytes(path.read_bytes())
     with pytest.raises(ModelDirError, match="member-01.weights.h5"):
         load_classifier(copy)
+
+
+def test_mixed_ensemble_members_keep_their_networks(tmp_path, synth_model):
+    classifier = load_classifier(synth_model.directory)
+    assert [config.pooling for config in classifier.configs] == ["multi", "feature"]
+    assert "feature_attention" in [layer.name for layer in classifier.members[1].layers]
+    # a directory written before ensembles could mix networks: one "model", a member count
+    old = tmp_path / "old"
+    old.mkdir()
+    for path in synth_model.directory.iterdir():
+        if path.name != "member-01.weights.h5":
+            (old / path.name).write_bytes(path.read_bytes())
+    document = json.loads((old / "config.json").read_text())
+    document["model"], document["members"] = document["members"][0], 1
+    (old / "config.json").write_text(json.dumps(document))
+    loaded = load_classifier(old)
+    assert [config.pooling for config in loaded.configs] == ["multi"]
+    frames = np.zeros((2, 10, 128), np.uint8)
+    np.testing.assert_allclose(loaded.scores(frames), predict(classifier.members[0], *as_batch(frames)), rtol=1e-6)

@@ -39,7 +39,7 @@ def test_trained_model_learns_and_records_its_figures(synth_model):
     assert synth_model.holdout.mean_ap > 0.9 and synth_model.evaluation.mean_ap > 0.9
     assert synth_model.evaluation.mean_auc > 0.95
     document = json.loads((synth_model.directory / "config.json").read_text())
-    assert document["members"] == 2 and document["model"]["pooling"] == "multi"
+    assert [member["pooling"] for member in document["members"]] == ["multi", "feature"]
     assert document["training"]["records"] == 320 and document["training"]["held_out"] == 80
     assert document["evaluation"]["mAP"] == pytest.approx(synth_model.evaluation.mean_ap)
     assert document["training"]["options"]["seed"] == 0

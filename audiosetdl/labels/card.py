@@ -6,6 +6,7 @@ the network description from `model.ModelConfig`.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import platform
 
@@ -14,6 +15,7 @@ from audiosetdl.metadata.ontology import ClassIndex
 POOLING_TEXT = {
     "attention": "decision-level attention (Kong et al. 2018)",
     "multi": "multi-level attention (Yu et al. 2018)",
+    "feature": "feature-level attention (Kong et al. 2019)",
     "average": "masked mean pooling",
 }
 
@@ -28,19 +30,27 @@ def _figures(title: str, figures: dict | None) -> list[str]:
     return [line + ")"]
 
 
-def render(info: dict, config, classes: ClassIndex) -> str:
-    """The README.md of a model directory."""
+def _networks(configs) -> str:
+    """'Feature-level attention (Kong et al. 2019) x 2 and ...': each network and its member count."""
+    counts = collections.Counter(config.pooling for config in configs)
+    text = " and ".join(f"{POOLING_TEXT[pooling]} x {count}" for pooling, count in counts.items())
+    return text[0].upper() + text[1:]
+
+
+def render(info: dict, configs, classes: ClassIndex) -> str:
+    """The README.md of a model directory whose members are the networks `configs`."""
     training = info["training"]
     options = training["options"]
-    model = dataclasses.asdict(config)
+    first = configs[0]
+    model = {key: value for key, value in dataclasses.asdict(first).items() if key != "pooling"}
     lines = [
         "# AudioSet classifier on VGGish embeddings",
         "",
-        f"{POOLING_TEXT[config.pooling][0].upper()}{POOLING_TEXT[config.pooling][1:]} over per-frame fully connected layers "
-        f"({config.hidden_layers} x {config.hidden_units} units, batch norm, ReLU, dropout {config.dropout}); "
-        f"{len(classes)} classes ({classes.mids[0]} `{classes.names[0]}` ...), sigmoid outputs; an ensemble of "
-        f"{options['ensemble']} member(s) whose scores are averaged. Input: the released uint8 VGGish embeddings "
-        "(0.96 s per frame), dequantized as YouTube-8M does; clips under 10 frames are padded and masked.",
+        f"An ensemble of {len(configs)} member(s) whose scores are averaged: {_networks(configs)}, each over "
+        f"per-frame fully connected layers ({first.hidden_layers} x {first.hidden_units} units, batch norm, ReLU, "
+        f"dropout {first.dropout}); {len(classes)} classes ({classes.mids[0]} `{classes.names[0]}` ...), sigmoid "
+        "outputs. Input: the released uint8 VGGish embeddings (0.96 s per frame), dequantized as YouTube-8M does; "
+        "clips under 10 frames are padded and masked.",
         "",
         "## Data",
         f"- Trained on {training['records']} records of {', '.join(training['sources'])}"

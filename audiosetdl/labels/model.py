@@ -9,14 +9,20 @@ the clip's real frames only (padded frames get zero weight):
   time.
 - `multi`: Yu et al. 2018 multi-level attention: one such attention module on each of the last
   `attention_levels` hidden layers, their outputs concatenated into a sigmoid classifier.
+- `feature`: Kong et al. 2019 feature-level attention: the same attention, but over the hidden
+  features (a linear projection of `hidden_units` per frame, weighted by a sigmoid attention
+  normalised over time), then BN, ReLU, dropout and a sigmoid classifier on the pooled vector.
 - `average`: the same per-frame layers, masked mean over time, sigmoid classifier (a baseline).
 
 Inputs are the released uint8 bytes, dequantized inside the network the YouTube-8M way
 (`vggish.postprocess.dequantize`), plus a (batch, frames) mask; any number of frames works.
 
-A model directory holds `config.json` (the network, its training options and figures),
-`class_labels_indices.csv`, one `member-NN.weights.h5` per ensemble member (their scores are
-averaged) and `README.md`, the model card. `load_classifier(dir).scores(embeddings)` is the API
+An ensemble may mix networks (each member has its own `ModelConfig`): members that pool
+differently make different errors, so their average gains more than seeds of one network do.
+
+A model directory holds `config.json` (each member's network, the training options and
+figures), `class_labels_indices.csv`, one `member-NN.weights.h5` per ensemble member (their
+scores are averaged) and `README.md`, the model card. `load_classifier(dir).scores(embeddings)` is the API
 for anything that labels audio.
 """
 
@@ -41,7 +47,7 @@ import_tensorflow()  # quietly: Keras's TensorFlow backend would otherwise load 
 import keras  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
-POOLINGS = ("attention", "multi", "average")
+POOLINGS = ("attention", "multi", "feature", "average")
 CONFIG_FILENAME = "config.json"
 CARD_FILENAME = "README.md"
 MEMBER_PATTERN = "member-{:02d}.weights.h5"
@@ -77,9 +83,9 @@ class Dequantize(layers.Layer):
 class AttentionPooling(layers.Layer):
     """Decision-level attention over the real frames: sum_t w_t * classifier_t, w = attention normalised."""
 
-    def __init__(self, units: int, bias_initializer="zeros", **kwargs):
+    def __init__(self, units: int, bias_initializer="zeros", activation="sigmoid", **kwargs):
         super().__init__(**kwargs)
-        self.classifier = layers.Dense(units, activation="sigmoid", bias_initializer=bias_initializer)
+        self.classifier = layers.Dense(units, activation=activation, bias_initializer=bias_initializer)
         self.attention = layers.Dense(units, activation="sigmoid")
 
     def call(self, hidden, frame_mask):
@@ -122,9 +128,14 @@ def build(config: ModelConfig, prior: float = 0.5) -> keras.Model:
         output = layers.Dense(config.num_classes, activation="sigmoid", bias_initializer=_output_bias(prior),
                               name="classifier")(layers.Concatenate()(pooled) if len(pooled) > 1 else pooled[0])
     else:
+        if config.pooling == "feature":
+            pooled = AttentionPooling(config.hidden_units, activation=None, name="feature_attention")(x, frame_mask)
+            pooled = layers.Activation("relu")(layers.BatchNormalization(name="bn_pooled")(pooled))
+            pooled = layers.Dropout(config.dropout)(pooled)
+        else:
+            pooled = MaskedMean(name="mean")(x, frame_mask)
         output = layers.Dense(config.num_classes, activation="sigmoid", bias_initializer=_output_bias(prior),
-                              name="classifier")(
-            MaskedMean(name="mean")(x, frame_mask))
+                              name="classifier")(pooled)
     return keras.Model({"frames": frames, "mask": frame_mask}, output, name=f"audioset_{config.pooling}")
 
 
@@ -154,12 +165,17 @@ def predict(model: keras.Model, frames: np.ndarray, mask: np.ndarray, batch: int
 
 @dataclass
 class Classifier:
-    """A trained model directory: `scores` averages its members' clip-level class probabilities."""
+    """A trained model directory: `scores` averages its members' clip-level class probabilities;
+    `configs[i]` is the network of `members[i]`."""
 
-    config: ModelConfig
+    configs: list[ModelConfig]
     classes: ClassIndex
     members: list[keras.Model]
     info: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.configs) != len(self.members):
+            raise ValueError(f"{len(self.configs)} configs for {len(self.members)} members")
 
     def scores(self, embeddings: np.ndarray | Sequence[np.ndarray], lengths: np.ndarray | None = None) -> np.ndarray:
         """(N, classes) float32 probabilities of N clips of per-frame uint8 embeddings."""
@@ -172,7 +188,7 @@ class Classifier:
         for index, member in enumerate(self.members):
             member.save_weights(directory / MEMBER_PATTERN.format(index))
         (directory / LABELS_FILENAME).write_bytes(Path(class_index_file).read_bytes())
-        document = {"model": dataclasses.asdict(self.config), "members": len(self.members), **self.info}
+        document = {"members": [dataclasses.asdict(config) for config in self.configs], **self.info}
         (directory / CONFIG_FILENAME).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
         (directory / CARD_FILENAME).write_text(card, encoding="utf-8")
         return directory
@@ -186,8 +202,10 @@ def load_classifier(directory: str | Path) -> Classifier:
         raise ModelDirError(f"{config_path}: not found (not a model directory made by `audiosetdl train`)")
     try:
         document = json.loads(config_path.read_text(encoding="utf-8"))
-        config = ModelConfig(**document["model"])
-        count = int(document["members"])
+        if isinstance(document["members"], int):  # written before ensembles could mix networks
+            configs = [ModelConfig(**document["model"])] * document["members"]
+        else:
+            configs = [ModelConfig(**member) for member in document["members"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelDirError(f"{config_path}: unreadable model config ({exc})") from None
     try:
@@ -195,7 +213,7 @@ def load_classifier(directory: str | Path) -> Classifier:
     except (OSError, ValueError) as exc:
         raise ModelDirError(f"{directory / LABELS_FILENAME}: {exc}") from None
     members = []
-    for index in range(count):
+    for index, config in enumerate(configs):
         path = directory / MEMBER_PATTERN.format(index)
         model = build(config)
         try:
@@ -203,4 +221,4 @@ def load_classifier(directory: str | Path) -> Classifier:
         except (OSError, ValueError) as exc:
             raise ModelDirError(f"{path}: cannot load weights ({exc})") from None
         members.append(model)
-    return Classifier(config, classes, members, document)
+    return Classifier(configs, classes, members, document)

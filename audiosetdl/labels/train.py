@@ -4,7 +4,7 @@ directory (`model.py`), with its model card (`card.py`).
 Owns the training loop: every record loaded once into numpy (`data.py`), a seeded data order
 (class-balanced sampling as Kong et al. 2018, or seeded shuffles), mixup and label smoothing,
 AdamW with a cosine or constant learning rate, one XLA-compiled step, and an ensemble of members
-trained from consecutive seeds whose scores are averaged. An optional seeded held-out slice of
+(networks from `--pooling` in turn, consecutive seeds) whose scores are averaged. An optional seeded held-out slice of
 the training records gives figures for model selection; `--eval` data is scored once, at the end.
 """
 
@@ -98,10 +98,18 @@ class ShuffledSampler:
         return np.asarray(out, np.int64)
 
 
-def model_config(options: TrainOptions, num_classes: int) -> ModelConfig:
-    return ModelConfig(num_classes=num_classes, pooling=options.pooling, hidden_units=options.hidden_units,
-                       hidden_layers=options.hidden_layers, dropout=options.dropout,
-                       attention_levels=options.attention_levels)
+def member_configs(options: TrainOptions, num_classes: int) -> list[ModelConfig]:
+    """The network of each ensemble member: `options.pooling` in turn (checked before any training)."""
+    if options.ensemble < 1 or not options.pooling:
+        raise DataError(f"an ensemble needs at least one member and one pooling (ensemble {options.ensemble}, "
+                        f"pooling {list(options.pooling)})")
+    try:
+        return [ModelConfig(num_classes=num_classes, pooling=options.pooling[index % len(options.pooling)],
+                            hidden_units=options.hidden_units, hidden_layers=options.hidden_layers,
+                            dropout=options.dropout, attention_levels=options.attention_levels)
+                for index in range(options.ensemble)]
+    except ValueError as exc:
+        raise DataError(f"train options: {exc}") from None
 
 
 def _train_step(model, optimizer, label_smoothing: float):
@@ -130,14 +138,14 @@ def _mixup(frames: np.ndarray, mask: np.ndarray, targets: np.ndarray, alpha: flo
     return mixed, np.maximum(mask, mask[partner]), lam[:, None] * targets + (1 - lam[:, None]) * targets[partner]
 
 
-def train_member(train_set: data.LabelledSet, options: TrainOptions, seed: int, num_classes: int,
+def train_member(train_set: data.LabelledSet, options: TrainOptions, seed: int, config: ModelConfig,
                  monitor=None):
-    """One network trained from `seed`; `monitor(step, model)` is called every `log_every` steps."""
+    """The network `config` trained from `seed`; `monitor(step, model)` is called every `log_every` steps."""
     import keras
 
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
-    model = build(model_config(options, num_classes), prior=float(np.clip(train_set.labels.mean(), 1e-4, 0.5)))
+    model = build(config, prior=float(np.clip(train_set.labels.mean(), 1e-4, 0.5)))
     schedule = options.learning_rate
     if options.lr_schedule == "cosine":
         schedule = keras.optimizers.schedules.CosineDecay(options.learning_rate, options.steps,
@@ -181,6 +189,7 @@ def train(sources: Sequence[str | Path], out: str | Path, options: TrainOptions,
     data.tfrecord_files(list(sources) + list(eval_sources))  # a missing input fails before anything else
     index_path = find_class_index(options.class_index, sources)
     classes = ClassIndex.load(index_path)
+    configs = member_configs(options, len(classes))
     started = time.monotonic()
     everything = data.load(sources, len(classes))
     train_set, holdout = data.split_holdout(everything, options.holdout, options.seed)
@@ -188,16 +197,17 @@ def train(sources: Sequence[str | Path], out: str | Path, options: TrainOptions,
     log.info("training on %d records (%d held out), %d classes", len(train_set), len(holdout or ()), len(classes))
 
     def monitor(step_index, model, loss):
-        line = f"seed {seed} step {step_index}/{options.steps} loss {loss:.4f}"
+        line = f"member {len(members) + 1}/{len(configs)} ({model_config.pooling}, seed {seed}) step " \
+               f"{step_index}/{options.steps} loss {loss:.4f}"
         if holdout is not None:
             line += f" held-out mAP {metrics.compute(holdout.labels, score_set([model], holdout)).mean_ap:.4f}"
         log.info(line)
 
     members = []
-    for seed in range(options.seed, options.seed + options.ensemble):
-        members.append(train_member(train_set, options, seed, len(classes), monitor))
+    for seed, model_config in enumerate(configs, start=options.seed):
+        members.append(train_member(train_set, options, seed, model_config, monitor))
     seconds = time.monotonic() - started
-    classifier = Classifier(model_config(options, len(classes)), classes, members)
+    classifier = Classifier(configs, classes, members)
     held = metrics.compute(holdout.labels, classifier.scores(holdout.frames, holdout.lengths)) if holdout else None
     evaluated = metrics.compute(eval_set.labels, classifier.scores(eval_set.frames, eval_set.lengths)) \
         if eval_set is not None else None
@@ -209,5 +219,5 @@ def train(sources: Sequence[str | Path], out: str | Path, options: TrainOptions,
         "evaluation": ({**evaluated.summary(), "records": len(eval_set),
                         "sources": [str(s) for s in eval_sources]} if evaluated else None),
     }
-    directory = classifier.save(out, index_path, card.render(classifier.info, classifier.config, classes))
+    directory = classifier.save(out, index_path, card.render(classifier.info, configs, classes))
     return TrainResult(Path(directory), seconds, held, evaluated)
