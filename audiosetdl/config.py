@@ -196,7 +196,7 @@ class TrainOptions:
         "network of each ensemble member, in turn: feature (Kong 2019 feature-level attention), attention (Kong "
         "2018 decision-level attention), multi (Yu 2018 multi-level attention) or average (masked mean pooling); "
         "members that pool differently make different errors, so a mixed ensemble beats seeds of one network",
-        choices=("feature", "attention", "multi", "average"))
+        choices=("feature", "attention", "multi", "recurrent", "average"))
     hidden_units: int = option(1024, "units of each per-frame fully connected layer")
     hidden_layers: int = option(3, "per-frame fully connected layers (dense, batch norm, ReLU, dropout)")
     attention_levels: int = option(2, "multi: attention modules on this many of the last hidden layers")

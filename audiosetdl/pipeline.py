@@ -10,6 +10,11 @@ yielded at once with the error and no rows; the others go on.
 
 At most `prefetch` decoded chunks wait for the model, so memory stays bounded whatever the
 length of a file.
+
+While a run is under way, numpy's BLAS (OpenBLAS) is held to one thread: the decoding threads
+are the parallelism, and OpenBLAS's own threads spin after each small matrix product (the
+mel filter bank, the PCA) on the cores TensorFlow is computing on. Measured on 2 cores under
+inference load: the log-mel of a 10-s clip 22 ms -> 1 ms, a FLAC read 69 ms -> 19 ms.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
+import threadpoolctl
 
 PREFETCH_CHUNKS = 64  # decoded chunks waiting for the model, at most
 _PUT_WAIT_S = 0.1  # how often a blocked decoding thread checks whether the run was abandoned
@@ -124,6 +130,12 @@ def run_batched(sources: Iterable, inputs: Callable[[Any], Iterable[np.ndarray]]
     sources = list(sources)
     if not sources:
         return
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        yield from _run(sources, inputs, model, batch_size, threads, width, dtype, prefetch)
+
+
+def _run(sources: list, inputs: Callable, model: Callable, batch_size: int, threads: int, width: int, dtype,
+         prefetch: int) -> Iterator[Done]:
     out: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     stop, lock, next_index = threading.Event(), threading.Lock(), [0]
     workers = [threading.Thread(target=_decoder, args=(sources, inputs, out, stop, next_index, lock), daemon=True)

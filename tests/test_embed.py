@@ -214,6 +214,25 @@ def test_pipeline_routes_rows_and_isolates_a_failure_mid_file():
     assert all(n == 4 for n in calls[:-1]) and sum(calls) == 3 * 18 + 11  # full batches spanning files
 
 
+def test_numpy_blas_runs_on_one_thread_while_the_pipeline_runs():
+    import threadpoolctl
+
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"}
+
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):  # what numpy has on a 2-core machine
+        assert blas_threads() == {2}
+        seen = []
+
+        def inputs(source):
+            seen.append(blas_threads())
+            yield np.ones((3, 1), np.float32)
+
+        done = list(run_batched(["a", "b"], inputs, lambda batch: batch, batch_size=2, threads=2, width=1))
+        assert len(done) == 2 and seen == [{1}, {1}]
+        assert blas_threads() == {2}  # given back when the run ends
+
+
 def test_a_killed_embed_leaves_whole_shards_and_resumes_and_a_second_run_meanwhile_is_refused(tmp_path, vggish_models):
     files = [write(tmp_path / "in" / f"f{i}.wav", 2.0 + 0.1 * i, i) for i in range(8)]
     out = tmp_path / "out"

@@ -12,6 +12,8 @@ the clip's real frames only (padded frames get zero weight):
 - `feature`: Kong et al. 2019 feature-level attention: the same attention, but over the hidden
   features (a linear projection of `hidden_units` per frame, weighted by a sigmoid attention
   normalised over time), then BN, ReLU, dropout and a sigmoid classifier on the pooled vector.
+- `recurrent`: `attention` whose first hidden layer is a bidirectional GRU (`hidden_units` / 2
+  each way) over the real frames, so that each frame sees its neighbours.
 - `average`: the same per-frame layers, masked mean over time, sigmoid classifier (a baseline).
 
 Inputs are the released uint8 bytes, dequantized inside the network the YouTube-8M way
@@ -47,7 +49,7 @@ import_tensorflow()  # quietly: Keras's TensorFlow backend would otherwise load 
 import keras  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
-POOLINGS = ("attention", "multi", "feature", "average")
+POOLINGS = ("attention", "multi", "feature", "recurrent", "average")
 CONFIG_FILENAME = "config.json"
 CARD_FILENAME = "README.md"
 MEMBER_PATTERN = "member-{:02d}.weights.h5"
@@ -114,13 +116,18 @@ def build(config: ModelConfig, prior: float = 0.5) -> keras.Model:
     frame_mask = keras.Input((None,), dtype="float32", name="mask")
     x = layers.BatchNormalization(name="input_bn")(Dequantize(name="dequantize")(frames))
     hidden = []
-    for index in range(config.hidden_layers):
+    if config.pooling == "recurrent":  # the first layer sees its neighbours: a bidirectional GRU over real frames
+        gru = layers.GRU(config.hidden_units // 2, return_sequences=True)
+        x = layers.Bidirectional(gru, name="bigru")(x, mask=ops.cast(frame_mask, "bool"))
+        x = layers.Dropout(config.dropout)(x)
+        hidden.append(x)
+    for index in range(len(hidden), config.hidden_layers):
         x = layers.Dense(config.hidden_units, use_bias=False, name=f"fc{index + 1}")(x)
         x = layers.BatchNormalization(name=f"bn{index + 1}")(x)
         x = layers.Activation("relu")(x)
         x = layers.Dropout(config.dropout)(x)
         hidden.append(x)
-    if config.pooling == "attention":
+    if config.pooling in ("attention", "recurrent"):
         output = AttentionPooling(config.num_classes, _output_bias(prior), name="attention")(x, frame_mask)
     elif config.pooling == "multi":
         pooled = [AttentionPooling(config.num_classes, name=f"attention{len(hidden) - level}")(h, frame_mask)
