@@ -137,7 +137,8 @@ def cmd_run(args: argparse.Namespace, cfg: dict) -> int:
 def cmd_train(args: argparse.Namespace, cfg: dict) -> int:
     from audiosetdl.labels.train import train
 
-    result = train(args.tfrecords, args.out, options_from(TrainOptions, args, cfg), eval_sources=args.eval or ())
+    result = train(args.tfrecords, args.out, options_from(TrainOptions, args, cfg), eval_sources=args.eval or (),
+                   progress=True)
     print(f"model written to {result.directory} ({result.seconds:.0f} s of training)")
     for title, figures in (("held-out", result.holdout), ("eval", result.evaluation)):
         if figures is not None:

@@ -192,7 +192,7 @@ class TrainOptions:
     class_index: str | None = option(None, "class_labels_indices.csv giving the label indices (default: the one in or "
                                            "above the first input directory)", metavar="FILE")
     pooling: tuple[str, ...] = option(
-        ("feature", "attention", "multi"),
+        ("feature", "attention", "multi", "recurrent"),
         "network of each ensemble member, in turn: feature (Kong 2019 feature-level attention), attention (Kong "
         "2018 decision-level attention), multi (Yu 2018 multi-level attention) or average (masked mean pooling); "
         "members that pool differently make different errors, so a mixed ensemble beats seeds of one network",
@@ -209,9 +209,11 @@ class TrainOptions:
     weight_decay: float = option(1e-4, "AdamW's decoupled weight decay")
     mixup: float = option(0.0, "mixup's Beta(alpha, alpha) of each clip with another of its batch (0: off)",
                           metavar="ALPHA")
+    frame_dropout: float = option(0.0, "hide each real frame from the pooling with this probability in training "
+                                       "(a clip keeps at least one)", metavar="RATE")
     label_smoothing: float = option(0.0, "binary label smoothing of the targets")
     balanced: bool = option(True, "class-balanced sampling (Kong 2018) instead of seeded shuffled passes")
-    ensemble: int = option(3, "members trained from seeds seed, seed+1, ... (networks from --pooling in turn); "
+    ensemble: int = option(4, "members trained from seeds seed, seed+1, ... (networks from --pooling in turn); "
                               "their scores are averaged")
     seed: int = option(0, "seed of the data order, the held-out slice and the weights: same seed, same order")
     holdout: float = option(0.0, "fraction of the training records held out for model selection (0: none)")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from audiosetdl import cli
-from audiosetdl.labels import DataError
+from audiosetdl.labels import DataError, data
 from audiosetdl.labels.train import BalancedSampler, ShuffledSampler, find_class_index
 from tests.labels_fixtures import SYNTH_OPTIONS
 
@@ -45,7 +45,7 @@ def test_trained_model_learns_and_records_its_figures(synth_model):
     assert document["training"]["options"]["seed"] == 0
 
 
-def test_same_seed_same_model(synth_dataset, tmp_path):
+def test_same_seed_same_model(synth_dataset, tmp_path, capsys):
     from audiosetdl.labels.model import load_classifier
 
     args = ["train", str(synth_dataset["train"]), "--steps", "8", "--hidden-units", "16", "--batch-size", "32",
@@ -55,6 +55,8 @@ def test_same_seed_same_model(synth_dataset, tmp_path):
         assert cli.main(args + ["--out", str(tmp_path / name)]) == 0
         frames = np.random.default_rng(0).integers(0, 256, (5, 10, 128), dtype=np.uint8)
         scores.append(load_classifier(tmp_path / name).scores(frames))
+        bar = capsys.readouterr().err
+        assert "train: 100%" in bar and "8/8" in bar  # the progress bar over the members' steps
     np.testing.assert_allclose(scores[0], scores[1], rtol=1e-5, atol=1e-7)
 
 
@@ -79,3 +81,14 @@ def test_real_bal_train_subset_beats_chance(shared_audioset, tmp_path):
                                                      "batch_size": 128})
     result = train(train_files, tmp_path / "m", options, eval_sources=eval_files)
     assert result.evaluation.mean_ap > 0.08 and result.evaluation.mean_auc > 0.85  # chance: ~0.006 and 0.5
+
+
+def test_frame_dropout_hides_real_frames_only_and_never_all_of_a_clip():
+    from audiosetdl.labels.train import _drop_frames
+
+    mask = data.mask_from_lengths(np.array([1, 2, 10] * 200))
+    kept = _drop_frames(mask, 0.5, np.random.default_rng(0))
+    assert (kept <= mask).all() and (kept.sum(axis=1) >= 1).all()
+    assert kept[0::3].sum() == 200  # a one-frame clip always keeps its frame
+    assert 0.4 < kept[2::3].mean() < 0.6  # about half of a full clip's frames are hidden
+    np.testing.assert_array_equal(_drop_frames(mask, 0.5, np.random.default_rng(0)), kept)  # seeded

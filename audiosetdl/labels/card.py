@@ -16,6 +16,7 @@ POOLING_TEXT = {
     "attention": "decision-level attention (Kong et al. 2018)",
     "multi": "multi-level attention (Yu et al. 2018)",
     "feature": "feature-level attention (Kong et al. 2019)",
+    "recurrent": "decision-level attention over a bidirectional GRU",
     "average": "masked mean pooling",
 }
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from audiosetdl.config import TrainOptions
 from audiosetdl.labels import DataError, card, data, metrics
@@ -138,9 +139,18 @@ def _mixup(frames: np.ndarray, mask: np.ndarray, targets: np.ndarray, alpha: flo
     return mixed, np.maximum(mask, mask[partner]), lam[:, None] * targets + (1 - lam[:, None]) * targets[partner]
 
 
+def _drop_frames(mask: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """Hide each real frame from the pooling with probability `rate`; a clip left with none keeps all."""
+    kept = mask * (rng.random(mask.shape) >= rate)
+    empty = kept.sum(axis=1) == 0
+    kept[empty] = mask[empty]
+    return kept
+
+
 def train_member(train_set: data.LabelledSet, options: TrainOptions, seed: int, config: ModelConfig,
-                 monitor=None):
-    """The network `config` trained from `seed`; `monitor(step, model)` is called every `log_every` steps."""
+                 monitor=None, bar=None):
+    """The network `config` trained from `seed`; `monitor(step, model)` is called every `log_every`
+    steps, and `bar` (a tqdm) advanced by one each step."""
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -159,9 +169,15 @@ def train_member(train_set: data.LabelledSet, options: TrainOptions, seed: int, 
         batch = sampler.batch(options.batch_size)
         frames = frames_all[batch].astype(np.float32)
         mask, targets = mask_all[batch], train_set.labels[batch].astype(np.float32)
+        if options.frame_dropout > 0:
+            mask = _drop_frames(mask, options.frame_dropout, rng)
         if options.mixup > 0:
             frames, mask, targets = _mixup(frames, mask, targets, options.mixup, rng)
         loss = float(step(frames, mask, targets))
+        if bar is not None:
+            bar.update(1)
+            if index % 20 == 0:
+                bar.set_postfix_str(f"{config.pooling} loss {loss:.4f}", refresh=False)
         if monitor is not None and options.log_every and (index % options.log_every == 0 or index == options.steps):
             monitor(index, model, loss)
     return model
@@ -183,8 +199,9 @@ class TrainResult:
 
 
 def train(sources: Sequence[str | Path], out: str | Path, options: TrainOptions,
-          eval_sources: Sequence[str | Path] = ()) -> TrainResult:
-    """Train on the records of `sources`, save the model directory `out`, return its figures."""
+          eval_sources: Sequence[str | Path] = (), progress: bool = False) -> TrainResult:
+    """Train on the records of `sources`, save the model directory `out`, return its figures;
+    `progress` draws a bar over every member's steps."""
     configure_threads(options.threads)
     data.tfrecord_files(list(sources) + list(eval_sources))  # a missing input fails before anything else
     index_path = find_class_index(options.class_index, sources)
@@ -204,8 +221,9 @@ def train(sources: Sequence[str | Path], out: str | Path, options: TrainOptions,
         log.info(line)
 
     members = []
-    for seed, model_config in enumerate(configs, start=options.seed):
-        members.append(train_member(train_set, options, seed, model_config, monitor))
+    with tqdm(total=len(configs) * options.steps, desc="train", unit="step", disable=not progress) as bar:
+        for seed, model_config in enumerate(configs, start=options.seed):
+            members.append(train_member(train_set, options, seed, model_config, monitor, bar))
     seconds = time.monotonic() - started
     classifier = Classifier(configs, classes, members)
     held = metrics.compute(holdout.labels, classifier.scores(holdout.frames, holdout.lengths)) if holdout else None
