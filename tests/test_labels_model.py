@@ -100,7 +100,7 @@ def test_model_directory_round_trip(synth_model, synth_dataset):
     single = classifier.scores([evaluation.frames[0, :evaluation.lengths[0]]])
     np.testing.assert_allclose(single[0], scores[0], rtol=1e-5, atol=1e-6)
     card = (synth_model.directory / "README.md").read_text()
-    assert "Multi-level attention (Yu et al. 2018) x 1 and feature-level attention (Kong et al. 2019) x 1" in card
+    assert "averaged: multi-level attention (Yu et al. 2018); feature-level attention (Kong et al. 2019), each" in card
     assert "evaluation set" in card and "mAP **" in card
 
 

@@ -32,10 +32,9 @@ def _figures(title: str, figures: dict | None) -> list[str]:
 
 
 def _networks(configs) -> str:
-    """'Feature-level attention (Kong et al. 2019) x 2 and ...': each network and its member count."""
+    """'feature-level attention (Kong et al. 2019) x 2, ...': each network, with its count when over 1."""
     counts = collections.Counter(config.pooling for config in configs)
-    text = " and ".join(f"{POOLING_TEXT[pooling]} x {count}" for pooling, count in counts.items())
-    return text[0].upper() + text[1:]
+    return "; ".join(POOLING_TEXT[pooling] + (f" x {count}" if count > 1 else "") for pooling, count in counts.items())
 
 
 def render(info: dict, configs, classes: ClassIndex) -> str:

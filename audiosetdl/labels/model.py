@@ -82,7 +82,19 @@ class Dequantize(layers.Layer):
         return ops.cast(frames, "float32") * scale + bias
 
 
-class AttentionPooling(layers.Layer):
+class _PoolsOverTime(layers.Layer):
+    """A layer that pools over time with the explicit frame mask: a Keras mask arriving from a GRU
+    (`recurrent`) is used up here, not passed on (and not warned about)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+class AttentionPooling(_PoolsOverTime):
     """Decision-level attention over the real frames: sum_t w_t * classifier_t, w = attention normalised."""
 
     def __init__(self, units: int, bias_initializer="zeros", activation="sigmoid", **kwargs):
@@ -97,7 +109,7 @@ class AttentionPooling(layers.Layer):
         return ops.sum(weights * self.classifier(hidden), axis=1)
 
 
-class MaskedMean(layers.Layer):
+class MaskedMean(_PoolsOverTime):
     def call(self, hidden, frame_mask):
         mask = ops.expand_dims(frame_mask, -1)
         return ops.sum(hidden * mask, axis=1) / ops.sum(mask, axis=1)
