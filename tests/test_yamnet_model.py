@@ -113,7 +113,9 @@ def test_batching_does_not_change_results(yamnet_weights, yamnet_embedder: Embed
     one_at_a_time = Embedder.from_weights(yamnet_weights, batch_size=1, device="/CPU:0")
     batched = yamnet_embedder.embed(patches[:11])  # batch 8: one full, one partial batch
     for ours, alone in zip(batched, one_at_a_time.embed(patches[:11])):
-        np.testing.assert_allclose(ours, alone, rtol=0, atol=1e-6)
+        # float32 rounding only: on AVX-512 oneDNN picks kernels by batch size, which sum in another
+        # order (1.1e-6 seen on values of 0.88); the same bound as the float64 reference's above
+        np.testing.assert_allclose(ours, alone, rtol=0, atol=2e-6 * max(np.abs(alone).max(), 1.0))
     empty = yamnet_embedder.embed(np.zeros((0, 96, 64)))
     assert empty[0].shape == (0, 1024) and empty[1].shape == (0, 521)
     with pytest.raises(ValueError, match=r"\(N, 96, 64\)"):
