@@ -95,7 +95,7 @@ def test_label_with_a_trained_vggish_classifier(sounds, tmp_path, vggish_models,
 
     classes = ClassIndex.load(shared_audioset / "class_labels_indices.csv")
     config = model.ModelConfig(num_classes=len(classes), hidden_units=32, hidden_layers=1)
-    directory = model.Classifier(config, classes, [model.build(config)]).save(
+    directory = model.Classifier([config], classes, [model.build(config)]).save(
         tmp_path / "clf", shared_audioset / "class_labels_indices.csv", "test card")
     labels = label_paths(sounds, ExtractOptions(models=str(vggish_models.directory)), EmbedOptions(),
                          LabelOptions(classifier=str(directory)), progress=False)

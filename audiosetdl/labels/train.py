@@ -4,8 +4,9 @@ directory (`model.py`), with its model card (`card.py`).
 Owns the training loop: every record loaded once into numpy (`data.py`), a seeded data order
 (class-balanced sampling as Kong et al. 2018, or seeded shuffles), mixup and label smoothing,
 AdamW with a cosine or constant learning rate, one XLA-compiled step, and an ensemble of members
-(networks from `--pooling` in turn, consecutive seeds) whose scores are averaged. An optional seeded held-out slice of
-the training records gives figures for model selection; `--eval` data is scored once, at the end.
+(networks from `--pooling` in turn, consecutive seeds) whose scores are averaged. An optional
+seeded held-out slice of the training records gives figures for model selection; `--eval` data
+is scored once, at the end.
 """
 
 from __future__ import annotations
