@@ -133,3 +133,10 @@ def test_mixed_ensemble_members_keep_their_networks(tmp_path, synth_model):
     assert [config.pooling for config in loaded.configs] == ["multi"]
     frames = np.zeros((2, 10, 128), np.uint8)
     np.testing.assert_allclose(loaded.scores(frames), predict(classifier.members[0], *as_batch(frames)), rtol=1e-6)
+
+
+def test_the_gru_mask_ends_at_the_pooling(recwarn):
+    model = build(ModelConfig(num_classes=5, pooling="recurrent", hidden_units=8, hidden_layers=2))
+    out = model({"frames": np.zeros((2, 10, 128), np.float32), "mask": np.ones((2, 10), np.float32)})
+    assert getattr(out, "_keras_mask", None) is None  # a mask on the scores would weight the loss
+    assert not [w for w in recwarn if "does not support masking" in str(w.message)]
