@@ -183,6 +183,10 @@ class SlurmOptions:
                                                   "rate-limited them (with --resume)", metavar="TIME")
 
 
+# The classifier networks (`audiosetdl.labels.model` builds them; declared here, without TensorFlow)
+POOLINGS = ("feature", "attention", "multi", "recurrent", "average")
+
+
 @dataclass(frozen=True)
 class TrainOptions:
     """How `audiosetdl train` fits a classifier on VGGish embeddings (TFRecords in the AudioSet schema)."""
@@ -194,9 +198,10 @@ class TrainOptions:
     pooling: tuple[str, ...] = option(
         ("feature", "attention", "multi", "recurrent"),
         "network of each ensemble member, in turn: feature (Kong 2019 feature-level attention), attention (Kong "
-        "2018 decision-level attention), multi (Yu 2018 multi-level attention) or average (masked mean pooling); "
-        "members that pool differently make different errors, so a mixed ensemble beats seeds of one network",
-        choices=("feature", "attention", "multi", "recurrent", "average"))
+        "2018 decision-level attention), multi (Yu 2018 multi-level attention), recurrent (attention over a "
+        "bidirectional GRU) or average (masked mean pooling); members that pool differently make different "
+        "errors, so a mixed ensemble beats seeds of one network",
+        choices=POOLINGS)
     hidden_units: int = option(1024, "units of each per-frame fully connected layer")
     hidden_layers: int = option(3, "per-frame fully connected layers (dense, batch norm, ReLU, dropout)")
     attention_levels: int = option(2, "multi: attention modules on this many of the last hidden layers")

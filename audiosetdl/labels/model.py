@@ -38,6 +38,7 @@ from typing import Sequence
 
 import numpy as np
 
+from audiosetdl.config import POOLINGS
 from audiosetdl.labels import ModelDirError
 from audiosetdl.labels.data import pad_frames
 from audiosetdl.metadata.ontology import LABELS_FILENAME, ClassIndex
@@ -49,7 +50,6 @@ import_tensorflow()  # quietly: Keras's TensorFlow backend would otherwise load 
 import keras  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
-POOLINGS = ("attention", "multi", "feature", "recurrent", "average")
 CONFIG_FILENAME = "config.json"
 CARD_FILENAME = "README.md"
 MEMBER_PATTERN = "member-{:02d}.weights.h5"
