@@ -3,7 +3,7 @@ round((end - start) * 16000) samples), checking it, and decoding audio for the m
 
 Arbitrary audio (for `audiosetdl embed`) is decoded by ffmpeg, resampled with soxr, the same
 resampler the download stage uses, so embeddings of the same sound agree; `stream_audio` does it a
-window at a time, reading files already in the clip format (16 kHz mono 16-bit) with libsndfile, and
+window at a time, reading files already in the clip format (16 kHz mono 16-bit) as they are, and
 lossless PCM files at other rates in this process with the same result (`audiosetdl.pcm`).
 """
 
@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 import soundfile
 
-from audiosetdl import pcm
+from audiosetdl import flac, pcm
 from audiosetdl.ffmpeg_exe import ffmpeg, is_static_build
 from audiosetdl.metadata.segments import Segment
 from audiosetdl.vggish.params import SAMPLE_RATE
@@ -38,9 +38,13 @@ def clip_is_valid(path: Path, segment: Segment) -> bool:
 
 def read_clip(path: Path) -> np.ndarray:
     """A clip's samples as float32 in [-1, 1) (int16 / 32768, as the VGGish reference scales WAV)."""
-    samples, rate = soundfile.read(str(path), dtype="int16", always_2d=False)
-    if rate != SAMPLE_RATE or samples.ndim != 1:
-        raise ValueError(f"{path}: expected 16 kHz mono, found {rate} Hz with shape {samples.shape}")
+    info = soundfile.info(str(path))
+    if info.samplerate != SAMPLE_RATE or info.channels != 1:
+        raise ValueError(f"{path}: expected 16 kHz mono, found {info.samplerate} Hz with {info.channels} channels")
+    if flac.is_fast(info):
+        samples = flac.read(path, info).reshape(-1)
+    else:
+        samples = soundfile.read(str(path), dtype="int16", always_2d=False)[0]
     return samples.astype(np.float32) / 32768.0
 
 
@@ -108,7 +112,7 @@ def _is_clip_format(info) -> bool:
 
 def stream_audio(path: Path, chunk_samples: int) -> Iterator[np.ndarray]:
     """`stream_any`'s samples, without starting ffmpeg where that gives the same ones: files already in
-    the clip format are read by libsndfile as they are, and the lossless PCM files `pcm.covered`
+    the clip format are read as they are (`pcm.float_blocks`), and the lossless PCM files `pcm.covered`
     names are resampled in this process by `pcm.stream`, sample for sample as the static ffmpeg would."""
     info = _info(path)
     if info is not None and pcm.covered(info) and is_static_build():
@@ -117,12 +121,5 @@ def stream_audio(path: Path, chunk_samples: int) -> Iterator[np.ndarray]:
     if info is None or not _is_clip_format(info):
         yield from stream_any(path, chunk_samples)
         return
-    try:
-        with soundfile.SoundFile(str(path)) as sound:
-            while True:
-                block = sound.read(chunk_samples, dtype="int16")
-                if not len(block):
-                    return
-                yield block.astype(np.float32) / 32768.0
-    except (RuntimeError, soundfile.LibsndfileError) as exc:
-        raise ValueError(f"{path}: could not decode it: {exc}") from None
+    for block in pcm.float_blocks(path, info, chunk_samples):
+        yield block.reshape(-1)

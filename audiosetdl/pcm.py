@@ -32,6 +32,7 @@ from typing import Iterator
 import numpy as np
 import soundfile
 
+from audiosetdl import flac
 from audiosetdl.vggish.params import SAMPLE_RATE
 
 COVERED_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "FLOAT")  # not DOUBLE: ffmpeg mixes its stereo in double
@@ -59,26 +60,41 @@ def _mono(resampled: np.ndarray) -> np.ndarray:
 
 def stream(path: Path, info, chunk_samples: int) -> Iterator[np.ndarray]:
     """16 kHz mono float32 chunks of a `covered` file, about `chunk_samples` each (the last may be
-    shorter); raises ValueError naming the file when libsndfile cannot read it."""
+    shorter); raises ValueError naming the file when it cannot be read."""
     import soxr
 
     resampler = soxr.ResampleStream(info.samplerate, SAMPLE_RATE, info.channels, dtype="float32",
                                     quality=SOXR_QUALITY)
     block = max(1, round(chunk_samples * info.samplerate / SAMPLE_RATE))
+    left = info.frames
+    for samples in float_blocks(path, info, block):
+        samples = samples[:left]
+        left -= len(samples)
+        out = resampler.resample_chunk(samples, last=left <= 0)
+        if len(out):
+            yield to_int16_scale(_mono(out))
+        if left <= 0:
+            return
+    # the header promised more frames than the file holds: end here, as ffmpeg does, with what soxr holds
+    out = resampler.resample_chunk(np.zeros((0, info.channels), np.float32), last=True)
+    if len(out):
+        yield to_int16_scale(_mono(out))
+
+
+def float_blocks(path: Path, info, frames: int) -> Iterator[np.ndarray]:
+    """A file's samples as float32 (n, channels) blocks of about `frames` frames, scaled as libsndfile
+    scales them (x / 2^(bits-1)); 16-bit FLAC by dr_flac (`audiosetdl.flac`), the rest by libsndfile.
+    Raises ValueError naming the file when it cannot be read."""
+    if flac.is_fast(info):
+        for samples in flac.blocks(path, info, frames):
+            yield samples.astype(np.float32) / np.float32(32768.0)
+        return
     try:
         with soundfile.SoundFile(str(path)) as sound:
-            left = sound.frames
-            while left > 0:
-                samples = sound.read(min(block, left), dtype="float32", always_2d=True)
+            while True:
+                samples = sound.read(frames, dtype="float32", always_2d=True)
                 if not len(samples):
-                    break  # the header promised more frames than the file holds: end here, as ffmpeg does
-                left -= len(samples)
-                out = resampler.resample_chunk(samples, last=left <= 0)
-                if len(out):
-                    yield to_int16_scale(_mono(out))
-            if left > 0:  # flush what soxr holds after a short file
-                out = resampler.resample_chunk(np.zeros((0, info.channels), np.float32), last=True)
-                if len(out):
-                    yield to_int16_scale(_mono(out))
+                    return
+                yield samples
     except (RuntimeError, soundfile.LibsndfileError) as exc:
         raise ValueError(f"{path}: could not decode it: {exc}") from None
