@@ -2,38 +2,15 @@
 hold the segment, in bounded range requests, and decode them sample-exact to 16 kHz mono FLAC.
 
 Owns: `ClipFetcher` (a worker process holds one, and with it one `yt_dlp.YoutubeDL` for its
-whole life), `FetchSettings` and `ClipResult`; trying the player clients in turn; choosing the
-method for the format yt-dlp hands back; writing outputs atomically and checking the clip. The
-pieces live beside it: `resolve` (yt-dlp, clients, format choice), `http` (bounded ranges),
+whole life), `FetchSettings` and `ClipResult`; trying the player clients in turn; writing
+outputs atomically. The pieces live beside it: `methods` (the format -> the clip's samples, by
+the method the format allows), `resolve` (yt-dlp, clients, format choice), `http` (bounded ranges),
 `index`/`mp4`/`webm` (container indexes), `cut` (the timeline and the ffmpeg decode),
 `fallback` (the range-chunking proxy), `hls`/`hls_cut`/`mpegts` (HLS) and `ytdlp_range`
 (yt-dlp's own downloader).
 
-How a clip is made (method "index"):
-
-1. `resolve.resolve` with the first player client; the best audio-only http(s) format, DASH
-   m4a/webm first.
-2. One bounded request for the file's head (4-64 KiB, sized from the duration): the init
-   segment and the ``sidx`` / ``Cues``.
-3. Of the fragments covering [start - decoder preroll - resampler margin, end + margin], only
-   what that stretch needs (`partial`: the fMP4 samples, each fragment rebuilt around them; the
-   WebM blocks up to its end), fetched in bounded requests (bytes already in the probe are not
-   fetched again) and written after the init segment: a small file that ffmpeg decodes like the
-   original.
-4. `cut` decodes every sample of it, places decoded sample 0 in source time from the container
-   and codec, and resamples with soxr so that the clip is exactly ``round((end - start) * 16000)``
-   samples starting exactly at `start`, padded with silence at the end only where the video ends
-   first.
-
-Method "fallback" (no readable index): ffmpeg reads the media through the range-chunking proxy.
-
-Method "hls" (an m3u8 format, e.g. web_safari's, which need no PO token): the media playlist, and
-only the segments covering the same stretch, each in bounded requests, placed in source time by
-the fMP4 ``tfdt`` or the MPEG-TS PTS (`hls_cut`), decoded by the same `cut` machinery.
-
-Method "ytdlp" (`ytdlp_range`): yt-dlp's own downloader for the section (``download_ranges``),
-trimmed sample-exact here, for protocols without a path of ours (DASH manifests, ...), for HLS
-that "hls" cannot place exactly, and as the last resort below.
+How a clip is made from the chosen format (methods "index", "fallback", "hls", "ytdlp"): see
+`methods`.
 
 Client fallback: a failure another player client might not meet (`ClipError.client_fixable`: a
 403/416 on a media range, formats skipped for a missing PO token or SABR-only, no usable audio
@@ -58,44 +35,28 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator
 
-import numpy as np
 import soundfile
 import yt_dlp
 
 from audiosetdl.config import DEFAULT_PLAYER_CLIENTS
-from audiosetdl.download.cut import (
-    RESAMPLER_MARGIN_S,
-    AudioTiming,
-    decode_cut,
-    lead_s,
-    trim_plan,
-    write_clip,
-)
-from audiosetdl.download.errors import ClipError, Reason
-from audiosetdl.download.fallback import RangeChunkingProxy, decode_through_proxy
-from audiosetdl.download.hls import HlsUnsupported
-from audiosetdl.download.hls_cut import decode_hls
+from audiosetdl.download.errors import ClipError
 from audiosetdl.download.http import FetchCounter, MediaSource, clip_error, with_counts
-from audiosetdl.download.index import MAX_REQUEST_BYTES, FragmentIndex, IndexNotFound, read_index
-from audiosetdl.download.partial import partial_cut
+from audiosetdl.download.index import MAX_REQUEST_BYTES
+from audiosetdl.download.methods import YTDLP_METHOD, ClipMaker, Outputs
 from audiosetdl.download.resolve import (
     Resolved,
     audio_candidates,
     audio_format,
     install_logger,
     is_downloadable,
-    is_hls,
-    is_http,
     resolve,
     video_format,
 )
 from audiosetdl.download.video import make_video
-from audiosetdl.download.ytdlp_range import decode_with_ytdlp, ytdlp_format
-from audiosetdl.rundir import atomic_path, scratch_beside
+from audiosetdl.download.ytdlp_range import ytdlp_format
+from audiosetdl.rundir import atomic_path
 
 log = logging.getLogger(__name__)
-
-YTDLP_METHOD = "ytdlp"
 
 
 @dataclass(frozen=True)
@@ -124,15 +85,6 @@ class ClipResult:
     message: str = ""  # what the clients tried before this one met
 
 
-@dataclass
-class _Outputs:
-    """Temporary paths of one fetch's outputs; renamed into place together on success."""
-
-    clip: Path
-    original: Path | None = None
-    video: Path | None = None
-
-
 class ClipFetcher:
     """Makes clips, one `fetch` at a time, with one YoutubeDL for its whole life.
 
@@ -152,12 +104,10 @@ class ClipFetcher:
             ydl = yt_dlp.YoutubeDL(params)
         self._ydl = ydl
         self._logger = install_logger(ydl)
-        self._proxy: RangeChunkingProxy | None = None
+        self._maker = ClipMaker(ydl, settings.sample_rate, settings.max_request_bytes, settings.timeout)
 
     def close(self) -> None:
-        if self._proxy is not None:
-            self._proxy.close()
-            self._proxy = None
+        self._maker.close()
         if self._owns_ydl:
             self._ydl.close()
 
@@ -226,7 +176,7 @@ class ClipFetcher:
                                  max_request_bytes=self.settings.max_request_bytes)
             # Absolute: a relative name starting with '-' (as YouTube IDs may) would read as an option.
             with self._outputs(dest.absolute(), fmt) as outputs:
-                padded, method = self._make_clip(source, resolved, fmt, start, end, outputs, method)
+                padded, method = self._maker.make_clip(source, resolved, fmt, start, end, outputs, method)
                 if outputs.video is not None:
                     make_video(MediaSource(self._ydl, video_format(resolved.info), ytid, counter,
                                            timeout=self.settings.timeout,
@@ -243,94 +193,14 @@ class ClipFetcher:
                           notes=resolved.notes)
 
     @contextlib.contextmanager
-    def _outputs(self, dest: Path, fmt: dict) -> Iterator[_Outputs]:
+    def _outputs(self, dest: Path, fmt: dict) -> Iterator[Outputs]:
         with contextlib.ExitStack() as stack:
-            outputs = _Outputs(clip=stack.enter_context(atomic_path(dest)))
+            outputs = Outputs(clip=stack.enter_context(atomic_path(dest)))
             if self.settings.keep_original:
                 outputs.original = stack.enter_context(atomic_path(dest.with_suffix(f".{fmt.get('ext') or 'bin'}")))
             if self.settings.video:
                 outputs.video = stack.enter_context(atomic_path(dest.with_suffix(".mp4")))
             yield outputs
-
-    def _make_clip(self, source: MediaSource, resolved: Resolved, fmt: dict, start: Fraction, end: Fraction,
-                   outputs: _Outputs, method: str = "") -> tuple[float, str]:
-        """Write the clip by the method the format allows (or `method` "ytdlp"); returns (padded
-        seconds, method)."""
-        out_rate = self.settings.sample_rate
-        clip_samples = round((end - start) * out_rate)
-        if method == YTDLP_METHOD or not is_http(fmt):  # HLS, and protocols without a path of ours
-            samples, method = self._decode_streamed(source, resolved, fmt, start, end, clip_samples, outputs, method)
-            return write_clip(samples, clip_samples, out_rate, outputs.clip), method
-        method = "index"
-        try:
-            source.probe(resolved.info.get("duration"))
-            try:
-                index = read_index(source.read, source.size)
-                timing = AudioTiming.of(index)
-            except IndexNotFound as why:
-                log.debug("%s: %s; using the fallback", source.ytid, why)
-                method = "fallback"
-                if self._proxy is None:
-                    self._proxy = RangeChunkingProxy(self.settings.max_request_bytes)
-                samples = decode_through_proxy(self._proxy, source, start, clip_samples, out_rate,
-                                               self.settings.timeout, outputs.original)
-            else:
-                samples = self._decode_indexed(source, index, timing, start, end, clip_samples, outputs)
-            return write_clip(samples, clip_samples, out_rate, outputs.clip), method
-        except ClipError as exc:
-            raise exc.noting(method=method)
-
-    def _decode_streamed(self, source: MediaSource, resolved: Resolved, fmt: dict, start: Fraction, end: Fraction,
-                         clip_samples: int, outputs: _Outputs, method: str) -> tuple[np.ndarray, str]:
-        """Method "hls": the playlist and its covering segments (siblings of `source`); method
-        "ytdlp": yt-dlp's own downloader for the section, for what "hls" cannot cut, other
-        protocols, and the last resort."""
-        out_rate = self.settings.sample_rate
-
-        def scratch(suffix: str) -> Path:
-            return scratch_beside(outputs.clip, suffix)
-
-        if is_hls(fmt) and method != YTDLP_METHOD:
-            try:
-                return decode_hls(source, str(fmt.get("acodec") or ""), start, end, clip_samples, out_rate, scratch,
-                                  outputs.original), "hls"
-            except HlsUnsupported as why:
-                log.debug("%s: %s; using yt-dlp's downloader", source.ytid, why)
-            except ClipError as exc:
-                raise exc.noting(method="hls")
-        try:
-            return decode_with_ytdlp(self._ydl, resolved.info, fmt, source.ytid, start, end, clip_samples, out_rate,
-                                     scratch, outputs.original), YTDLP_METHOD
-        except ClipError as exc:
-            raise exc.noting(method=YTDLP_METHOD)
-
-    def _decode_indexed(self, source: MediaSource, index: FragmentIndex, timing: AudioTiming,
-                        start: Fraction, end: Fraction, clip_samples: int, outputs: _Outputs) -> np.ndarray:
-        out_rate = self.settings.sample_rate
-        offset = float(timing.container_offset)
-        from_s = float(start) - lead_s(timing.decoded_rate, out_rate) - timing.preroll_s + offset
-        to_s = float(end) + RESAMPLER_MARGIN_S + offset
-        if index.duration_s is not None and float(start) + offset >= index.duration_s:
-            return np.zeros(0, dtype=np.int16)  # the video ends before the segment starts: all padding
-        from_s, to_s = max(from_s, 0.0), max(to_s, 0.0)
-        fragments = index.covering(from_s, to_s)
-        cut = outputs.original or scratch_beside(outputs.clip, index.container.value)
-        try:
-            made = partial_cut(source.read, index, from_s, to_s, self.settings.max_request_bytes)  # the probe's bytes are kept
-            cut.write_bytes(made.data)
-            first_fragment = made.first_fragment
-            fallback_time = Fraction(repr(index.points[fragments[0]].time_s))
-            decoded_start = timing.decoded_start(first_fragment, fallback_time)
-            plan = trim_plan(start, clip_samples, decoded_start, timing.decoded_rate, out_rate)
-            samples = decode_cut(cut, plan, out_rate)
-        finally:
-            if cut != outputs.original:
-                cut.unlink(missing_ok=True)
-        if len(samples) < clip_samples and fragments[-1] < len(index.points) - 1:
-            raise ClipError.of(Reason.DECODE_ERROR, f"decoded {len(samples)} of {clip_samples} samples, "
-                                                    "but the stream goes on")
-        return samples
-
 
 def _after(clip: ClipResult, failures: list[ClipError], counter: FetchCounter) -> ClipResult:
     """A clip made after `failures`: charged with the whole fetch, and saying what came first."""
