@@ -1,16 +1,15 @@
-"""WebM / Matroska (EBML): the header, the ``Cues`` cluster index, and a cluster's first block.
+"""WebM / Matroska (EBML): the header and the ``Cues`` cluster index.
 
 Owns: EBML element parsing, the Segment's ``SeekHead``, ``Info`` (timestamp scale, duration),
 ``Tracks`` (codec, Opus pre-skip, CodecDelay, SeekPreRoll) and ``Cues`` (found through the
-SeekHead when they are not in front of the clusters) as a `FragmentIndex`, a cluster's first
-block of the track (its time and first payload byte), and Opus packet durations from a TOC byte.
-Pure functions over bytes (reads go through `ReadBytes`).
+SeekHead when they are not in front of the clusters) as a `FragmentIndex`. What is inside a
+Cluster is `webm_clusters`'s. Pure functions over bytes (reads go through `ReadBytes`).
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 from audiosetdl.download.index import (
@@ -140,36 +139,15 @@ def read_webm_index(read: ReadBytes, file_size: int | None = None) -> FragmentIn
     segment_data = segment.body_start
     segment_end = segment.end if segment.end is not None else file_size
 
-    timestamp_scale_ns, duration_ticks = 1_000_000, None
-    track: TrackInfo | None = None
-    cues: tuple[_Element, bytes] | None = None
-    seek_positions: dict[int, int] = {}
-    pos = segment_data
-    first_cluster = None
-    while segment_end is None or pos < segment_end:
-        element = _element_at(read(pos, pos + _MAX_ELEMENT_HEADER), 0, base=pos)
-        if element.ident == _CLUSTER:
-            first_cluster = pos
-            break
-        if element.size is None:
-            raise IndexNotFound(f"element {element.ident:#x} at {pos} has an unknown size")
-        if element.ident in (_SEEKHEAD, _INFO, _TRACKS, _CUES):
-            body = read(element.body_start, element.end)  # type: ignore[arg-type]
-            if element.ident == _SEEKHEAD:
-                seek_positions.update(_seek_entries(body, element.body_start))
-            elif element.ident == _INFO:
-                timestamp_scale_ns, duration_ticks = _info(body, element.body_start)
-            elif element.ident == _TRACKS:
-                track = _webm_track(body, element.body_start)
-            else:
-                cues = (element, body)
-        pos = element.end  # type: ignore[assignment]
+    head = _segment_head(read, segment_data, segment_end)
+    first_cluster, track, cues = head.first_cluster, head.track, head.cues
+    timestamp_scale_ns, duration_ticks = head.timestamp_scale_ns, head.duration_ticks
     if first_cluster is None:
         raise IndexNotFound("no Cluster found")
     if track is None:
         raise IndexNotFound("no audio or video track")
-    if cues is None and _CUES in seek_positions:
-        cues = _read_element(read, segment_data + seek_positions[_CUES])
+    if cues is None and _CUES in head.seek_positions:
+        cues = _read_element(read, segment_data + head.seek_positions[_CUES])
         if cues[0].ident != _CUES:
             raise IndexNotFound("the SeekHead's Cues position holds no Cues")
     if cues is None:
@@ -199,6 +177,42 @@ def read_webm_index(read: ReadBytes, file_size: int | None = None) -> FragmentIn
     return FragmentIndex(container=Container.WEBM, header=(ByteSpan(0, first_cluster),), index_span=cue_span,
                          points=points, media_end=media_end, track=track,
                          duration_s=None if duration_ticks is None else duration_ticks / ticks_per_second)
+
+
+@dataclass
+class _SegmentHead:
+    """What the Segment holds before its first Cluster."""
+
+    first_cluster: int | None = None
+    track: TrackInfo | None = None
+    cues: tuple[_Element, bytes] | None = None
+    seek_positions: dict[int, int] = field(default_factory=dict)
+    timestamp_scale_ns: int = 1_000_000
+    duration_ticks: float | None = None
+
+
+def _segment_head(read: ReadBytes, pos: int, segment_end: int | None) -> _SegmentHead:
+    """The SeekHead, Info, Tracks and Cues met from `pos` up to the first Cluster."""
+    head = _SegmentHead()
+    while segment_end is None or pos < segment_end:
+        element = _element_at(read(pos, pos + _MAX_ELEMENT_HEADER), 0, base=pos)
+        if element.ident == _CLUSTER:
+            head.first_cluster = pos
+            break
+        if element.size is None:
+            raise IndexNotFound(f"element {element.ident:#x} at {pos} has an unknown size")
+        if element.ident in (_SEEKHEAD, _INFO, _TRACKS, _CUES):
+            body = read(element.body_start, element.end)  # type: ignore[arg-type]
+            if element.ident == _SEEKHEAD:
+                head.seek_positions.update(_seek_entries(body, element.body_start))
+            elif element.ident == _INFO:
+                head.timestamp_scale_ns, head.duration_ticks = _info(body, element.body_start)
+            elif element.ident == _TRACKS:
+                head.track = _webm_track(body, element.body_start)
+            else:
+                head.cues = (element, body)
+        pos = element.end  # type: ignore[assignment]
+    return head
 
 
 def _seek_entries(body: bytes, base: int) -> Iterator[tuple[int, int]]:
@@ -276,56 +290,3 @@ def _cue_points(body: bytes, base: int, track_number: int | None) -> Iterator[tu
         if time_ticks is not None:
             for position in positions:
                 yield time_ticks, position
-
-
-@dataclass(frozen=True)
-class FirstBlock:
-    """A cluster's first block of the track: its stored time (container ticks) and the first
-    byte of its payload (an Opus packet's TOC byte; None when the block is laced)."""
-
-    time_ticks: int
-    first_payload_byte: int | None
-
-
-def webm_cluster_first_block(cluster: bytes, track: TrackInfo) -> FirstBlock | None:
-    """The first block of `track` in the Cluster at the start of `cluster`."""
-    element = _element_at(cluster, 0)
-    if element.ident != _CLUSTER:
-        return None
-    stop = min(element.end or len(cluster), len(cluster))
-    cluster_time = 0
-    for e in _elements(cluster, element.body_start, stop):
-        if e.ident == _CLUSTER_TIMECODE:
-            cluster_time = _uint(cluster, e)
-        elif e.ident in (_SIMPLE_BLOCK, _BLOCK_GROUP):
-            block = e if e.ident == _SIMPLE_BLOCK else next(
-                (b for b in _elements(cluster, e.body_start, e.end or stop) if b.ident == _BLOCK), None)
-            if block is None:
-                continue
-            track_number, n = _vint(cluster, block.body_start, keep_marker=False)
-            if track.track_number is not None and track_number != track.track_number:
-                continue
-            relative = struct.unpack_from(">h", cluster, block.body_start + n)[0]
-            flags = cluster[block.body_start + n + 2]
-            laced = bool(flags & 0x06)
-            payload = block.body_start + n + 3
-            first = None if laced or payload >= len(cluster) else cluster[payload]
-            return FirstBlock(time_ticks=cluster_time + relative, first_payload_byte=first)
-        if e.size is None:
-            break
-    return None
-
-
-def opus_packet_samples(toc: int) -> int:
-    """Samples (at 48 kHz) in an Opus packet with this TOC byte (RFC 6716 3.1), for codes 0-2."""
-    config, code = toc >> 3, toc & 0x03
-    if config < 12:  # SILK: 10, 20, 40, 60 ms
-        frame = (480, 960, 1920, 2880)[config % 4]
-    elif config < 16:  # hybrid: 10, 20 ms
-        frame = (480, 960)[config % 2]
-    else:  # CELT: 2.5, 5, 10, 20 ms
-        frame = (120, 240, 480, 960)[config % 4]
-    if code == 3:
-        raise ValueError("code 3 packets carry their frame count in the next byte")
-    return frame * (1 if code == 0 else 2)
-

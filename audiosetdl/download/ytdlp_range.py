@@ -52,7 +52,7 @@ from audiosetdl.download.cut import AAC_FRAME_SAMPLES, DECODE_TIMEOUT_S, OPUS_RA
 from audiosetdl.download.classify import classify
 from audiosetdl.download.errors import ClipError, Reason
 from audiosetdl.download.resolve import HLS_PROTOCOLS
-from audiosetdl.download.webm import opus_packet_samples
+from audiosetdl.download.webm_clusters import opus_packet_samples
 
 FFPROBE = "ffprobe"
 YTDLP_MARGIN_S = Fraction(1)  # audio downloaded on each side of the segment
