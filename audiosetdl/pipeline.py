@@ -15,12 +15,21 @@ While a run is under way, numpy's BLAS (OpenBLAS) is held to one thread: the dec
 are the parallelism, and OpenBLAS's own threads spin after each small matrix product (the
 mel filter bank, the PCA) on the cores TensorFlow is computing on. Measured on 2 cores under
 inference load: the log-mel of a 10-s clip 22 ms -> 1 ms, a FLAC read 69 ms -> 19 ms.
+
+The decoding threads (and the ffmpeg processes they start) run `DECODE_NICENESS` steps nicer
+than the process, on Linux: where cores are short, the model's threads, which split each
+operation into equal parts, are preempted less, and the decoders still get every cycle the
+model leaves (its threads wait between batches). Where cores are plenty it changes nothing.
+Measured on 2 cores, `embed` of 44.1 kHz stereo FLAC against bare inference: median of six
+paired rounds 0.865 -> 0.903.
 """
 
 from __future__ import annotations
 
 import collections
+import os
 import queue
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
@@ -29,6 +38,7 @@ import numpy as np
 import threadpoolctl
 
 PREFETCH_CHUNKS = 64  # decoded chunks waiting for the model, at most
+DECODE_NICENESS = 10  # the decoding threads' niceness above the process's (see the module docstring)
 _PUT_WAIT_S = 0.1  # how often a blocked decoding thread checks whether the run was abandoned
 
 
@@ -46,6 +56,8 @@ class _Abandoned(Exception):
 def _decoder(sources: list, inputs: Callable, out: queue.Queue, stop: threading.Event, next_index: list,
              lock: threading.Lock) -> None:
     """One decoding thread: takes the next source, sends its chunks, then ("end", i) or ("error", i, exc)."""
+    _be_nicer(DECODE_NICENESS)
+
     def put(message) -> None:
         while not stop.is_set():
             try:
@@ -74,6 +86,17 @@ def _decoder(sources: list, inputs: Callable, out: queue.Queue, stop: threading.
             put(("end", index, None))
     except _Abandoned:
         return
+
+
+def _be_nicer(steps: int) -> None:
+    """Lower the calling thread's priority by `steps` nice levels (Linux: each thread has its own)."""
+    if not sys.platform.startswith("linux"):
+        return
+    thread = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + steps))
+    except OSError:  # not permitted here: keep the priority
+        pass
 
 
 class _Router:

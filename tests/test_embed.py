@@ -233,6 +233,31 @@ def test_numpy_blas_runs_on_one_thread_while_the_pipeline_runs():
         assert blas_threads() == {2}  # given back when the run ends
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")
+def test_decoding_threads_run_nicer_than_the_model_and_the_caller_keeps_its_priority():
+    import os
+    import threading
+
+    from audiosetdl.pipeline import DECODE_NICENESS
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    caller = niceness()
+    seen, in_model = [], []
+
+    def inputs(source):
+        seen.append(niceness())
+        yield np.ones((3, 1), np.float32)
+
+    def model(batch):
+        in_model.append(niceness())
+        return batch
+
+    assert len(list(run_batched(["a", "b", "c"], inputs, model, batch_size=2, threads=2, width=1))) == 3
+    assert set(seen) == {min(19, caller + DECODE_NICENESS)} and set(in_model) == {caller} and niceness() == caller
+
+
 def test_a_killed_embed_leaves_whole_shards_and_resumes_and_a_second_run_meanwhile_is_refused(tmp_path, vggish_models):
     files = [write(tmp_path / "in" / f"f{i}.wav", 2.0 + 0.1 * i, i) for i in range(8)]
     out = tmp_path / "out"
