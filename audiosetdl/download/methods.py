@@ -4,8 +4,8 @@ fallback proxy, started on first need).
 
 How a clip is made (method "index"):
 
-1. `resolve.resolve` with the first player client; the best audio-only http(s) format, DASH
-   m4a/webm first.
+1. The format `fetcher` chose (`resolve`: the best audio-only http(s) format, DASH m4a/webm
+   first).
 2. One bounded request for the file's head (4-64 KiB, sized from the duration): the init
    segment and the ``sidx`` / ``Cues``.
 3. Of the fragments covering [start - decoder preroll - resampler margin, end + margin], only
@@ -26,7 +26,7 @@ the fMP4 ``tfdt`` or the MPEG-TS PTS (`hls_cut`), decoded by the same `cut` mach
 
 Method "ytdlp" (`ytdlp_range`): yt-dlp's own downloader for the section (``download_ranges``),
 trimmed sample-exact here, for protocols without a path of ours (DASH manifests, ...), for HLS
-that "hls" cannot place exactly, and as the last resort below.
+that "hls" cannot place exactly, and as `fetcher`'s last resort once every player client failed.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class ClipMaker:
             self._proxy = None
 
     def make_clip(self, source: MediaSource, resolved: Resolved, fmt: dict, start: Fraction, end: Fraction,
-                   outputs: Outputs, method: str = "") -> tuple[float, str]:
+                  outputs: Outputs, method: str = "") -> tuple[float, str]:
         """Write the clip by the method the format allows (or `method` "ytdlp"); returns (padded
         seconds, method)."""
         out_rate = self.sample_rate
