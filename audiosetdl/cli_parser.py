@@ -82,10 +82,10 @@ def _model_commands(sub, common: argparse.ArgumentParser) -> None:
                        description="Decode audio or video files with ffmpeg (16 kHz mono, soxr) a window at a time, "
                                    "embed them with VGGish (or --model yamnet) on batches spanning files, and write "
                                    "one record per file (video_id = its path relative to the inputs' common "
-                                   "directory) into OUT/shard-NNNNN.* with OUT/manifest.json. Reruns skip files "
+                                   "directory) into OUT/shard-NNNNN.* with OUT/_manifest.json. Reruns skip files "
                                    "already embedded. Exit status 1 when some file failed (listed at the end).")
     p.add_argument("audio", nargs="*", help="audio or video files, or directories (searched recursively, see --glob)")
-    p.add_argument("--out", "-o", required=True, metavar="DIR", help="output directory (shards and manifest.json)")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="output directory (shards, _inputs/ and _manifest.json)")
     config.add_options(p, ExtractOptions)
     config.add_options(p, EmbedOptions)
 

@@ -5,25 +5,18 @@ that gives the same ones) a window at a time (`--chunk-seconds`) in
 `--decode-threads` threads, framed exactly as if whole (`pipeline.stream_inputs`), and embedded
 on batches that span files (`pipeline.run_batched`, the pipeline `extract` uses). Records (one
 per file, `video_id` = the input's ID, start 0, end = its duration, no labels) are written as
-they come, `--shard-size` per shard (sorted by ID within a shard), into the output directory:
-
-    OUT/shard-NNNNN.tfrecord (or .npz, .parquet)   whole records, written atomically
-    OUT/manifest.json                               what each shard holds, and why files failed
-
-The manifest is rewritten (atomically) after each shard. It names, for every shard, the inputs
-it holds with their size and modification time: a rerun over the same inputs skips them, and
-a shard holding an input that changed since is deleted and its inputs embedded again. A kill
-loses at most the shard being filled; shard files the manifest does not name are removed.
-A file that cannot be decoded is listed under `failed` with the reason and retried by the next
-run; one too short for a VGGish example is listed under `too_short`. A run holds OUT/.lock
-(`rundir.exclusive`) while it writes, so a second run on the same OUT stops at once.
+they come, `--shard-size` per shard (sorted by ID within a shard), into the output directory
+(`embed_output`: the shards, the inputs each holds, the manifest). A rerun over the same inputs
+skips those already embedded, and a shard holding an input that changed since is deleted and its
+inputs embedded again; a kill loses at most the shard being filled. A file that cannot be
+decoded is listed under `failed` with the reason and retried by the next run; one too short for
+a VGGish example is listed under `too_short`. A run holds OUT/.lock (`rundir.exclusive`) while it
+writes, so a second run on the same OUT stops at once.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,20 +26,17 @@ from tqdm import tqdm
 
 from audiosetdl.audio import stream_audio
 from audiosetdl.config import EmbedOptions, ExtractOptions
-from audiosetdl.embed_formats import SUFFIXES, write_shard
+from audiosetdl.embed_output import ShardDirectory, check_output
 from audiosetdl.extract_models import check_model_files, make_adapter
 from audiosetdl.inputs import EmbedError, Input, resolve_inputs
 from audiosetdl.pipeline import run_batched, stream_inputs
 from audiosetdl.precision import DEFAULT_PRECISION
-from audiosetdl.rundir import DirectoryBusy, exclusive, sweep_temp, write_json_atomic
+from audiosetdl.rundir import DirectoryBusy, exclusive
 from audiosetdl.vggish.params import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 LOCK_FILE = ".lock"
-SHARD_PATTERN = "shard-{:05d}"
-_SHARD_NAME = re.compile(r"^shard-(\d{5})\.(tfrecord|npz|parquet)$")
 
 
 @dataclass
@@ -106,81 +96,6 @@ def _entry(item: Input, stat: dict) -> dict:
     return {"path": str(item.path), "id": item.id, **stat}
 
 
-class _Output:
-    """The output directory: its manifest, the shards kept from earlier runs, the shard being filled."""
-
-    def __init__(self, out: Path, signature: dict, embed: EmbedOptions):
-        self.out, self.signature, self.embed, self.adapter = out, signature, embed, None
-        self.suffix = SUFFIXES[embed.format]
-        out.mkdir(parents=True, exist_ok=True)
-        sweep_temp(out)
-        self.manifest = self._load()
-        self.pending: list = []
-        self.pending_entries: list[dict] = []
-
-    def _load(self) -> dict:
-        path = self.out / MANIFEST
-        manifest = {"signature": self.signature, "shards": [], "too_short": [], "failed": []}
-        if path.exists():
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-            check_output(self.out, self.signature)
-        named = {s["file"] for s in manifest["shards"]}
-        for stray in self.out.iterdir():
-            if _SHARD_NAME.match(stray.name) and stray.name not in named:
-                stray.unlink()  # written by a run killed before its manifest named it
-        return manifest
-
-    def prune(self, current: dict[str, dict]) -> set[str]:
-        """Drop shards holding an input that changed (or vanished from disk); return the paths still done."""
-        def fresh(entry: dict) -> bool:
-            stat = current.get(entry["path"])
-            if stat is None:
-                return Path(entry["path"]).exists()  # not an input this time: kept as it is
-            return stat == {"size": entry["size"], "mtime_ns": entry["mtime_ns"]}
-
-        kept, dropped = [], []
-        for shard in self.manifest["shards"]:
-            good = (self.out / shard["file"]).exists() and all(fresh(e) for e in shard["inputs"])
-            (kept if good else dropped).append(shard)
-        self.manifest["shards"] = kept
-        self.manifest["too_short"] = [e for e in self.manifest["too_short"] if fresh(e)]
-        if dropped:
-            write_json_atomic(self.out / MANIFEST, self.manifest)
-            for shard in dropped:
-                (self.out / shard["file"]).unlink(missing_ok=True)
-        done = {e["path"] for s in kept for e in s["inputs"]}
-        return done | {e["path"] for e in self.manifest["too_short"]}
-
-    def add(self, record, entry: dict) -> None:
-        self.pending.append(record)
-        self.pending_entries.append({**entry, "frames": len(record.embedding)})
-        if len(self.pending) >= self.embed.shard_size:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.pending:
-            order = sorted(range(len(self.pending)), key=lambda i: self.pending[i].video_id)  # files finish in any order
-            self.pending = [self.pending[i] for i in order]
-            self.pending_entries = [self.pending_entries[i] for i in order]
-            used = [int(_SHARD_NAME.match(s["file"]).group(1)) for s in self.manifest["shards"]]
-            name = SHARD_PATTERN.format(max(used, default=-1) + 1) + self.suffix
-            write_shard(self.out / name, self.pending, self.embed.format, self.adapter)
-            self.manifest["shards"].append({"file": name, "records": len(self.pending),
-                                            "frames": sum(e["frames"] for e in self.pending_entries),
-                                            "inputs": self.pending_entries})
-            self.pending, self.pending_entries = [], []
-        write_json_atomic(self.out / MANIFEST, self.manifest)
-
-
-def check_output(out: Path, signature: dict) -> None:
-    """Refuse an output directory whose manifest was made with other settings (reads only)."""
-    path = Path(out) / MANIFEST
-    if path.exists():
-        made = json.loads(path.read_text(encoding="utf-8")).get("signature")
-        if made != signature:
-            raise EmbedError(f"{out} holds embeddings made with {made}, not {signature}: choose another --out")
-
-
 def _signature(options: ExtractOptions, embed: EmbedOptions) -> dict:
     """What the records depend on besides the inputs: a rerun must match it."""
     signature = {"model": options.model, "format": embed.format, "yt8m_id": options.yt8m_id}
@@ -204,7 +119,7 @@ def embed_paths(paths, out: str | Path, options: ExtractOptions, embed: EmbedOpt
     Path(out).mkdir(parents=True, exist_ok=True)
     try:
         with exclusive(Path(out) / LOCK_FILE):
-            summary = _embed_into(inputs, _Output(Path(out), _signature(options, embed), embed), options, embed,
+            summary = _embed_into(inputs, ShardDirectory(Path(out), _signature(options, embed), embed), options, embed,
                                   embedder, progress)
     except DirectoryBusy as exc:
         raise EmbedError(f"{exc}: two runs cannot share one --out") from None
@@ -212,7 +127,7 @@ def embed_paths(paths, out: str | Path, options: ExtractOptions, embed: EmbedOpt
     return summary
 
 
-def _embed_into(inputs: list[Input], output: _Output, options: ExtractOptions, embed: EmbedOptions, embedder,
+def _embed_into(inputs: list[Input], output: ShardDirectory, options: ExtractOptions, embed: EmbedOptions, embedder,
                 progress: bool) -> EmbedSummary:
     output.adapter = adapter = make_adapter(options, embedder)
     stats = {str(item.path): item.stat_key() for item in inputs}
@@ -242,7 +157,7 @@ def _embed_into(inputs: list[Input], output: _Output, options: ExtractOptions, e
                 summary.records += 1
                 summary.frames += len(result.rows)
     output.flush()
-    summary.shards = len(output.manifest["shards"])
+    summary.shards = len(output.counts)
     return summary
 
 

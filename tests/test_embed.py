@@ -17,7 +17,8 @@ from audiosetdl import tfrecords, yamnet_tfrecords
 from audiosetdl.audio import decode_any, stream_any, stream_audio
 from audiosetdl.cli import main
 from audiosetdl.config import EmbedOptions, ExtractOptions
-from audiosetdl.embed import MANIFEST, embed_paths
+from audiosetdl.embed import embed_paths
+from audiosetdl.embed_output import INPUTS_DIR, LEGACY_MANIFEST, MANIFEST
 from audiosetdl.extract_models import VGGishAdapter, YAMNetAdapter
 from audiosetdl.inputs import EmbedError, InputError, resolve_inputs
 from audiosetdl.pipeline import run_batched, stream_inputs
@@ -101,13 +102,19 @@ def test_embed_tree_failures_shards_and_resume(tree, tmp_path, vggish_models, vg
     manifest = json.loads((out / MANIFEST).read_text())
     assert [s["records"] for s in manifest["shards"]] == [2, 1]
     assert manifest["failed"][0]["id"] == "bad.wav"
+    held = {s["file"]: json.loads((out / s["inputs"]).read_text())["inputs"] for s in manifest["shards"]}  # by shard
+    assert {e["id"]: e["frames"] for entries in held.values() for e in entries} == \
+        {video_id: len(record.embedding) for video_id, record in records.items()}
+    assert all(sorted(e["id"] for e in held[name]) == [r.video_id for r in tfrecords.read(out / name)] for name in held)
 
     # A rerun skips everything embedded (the failed file is tried again), shard files untouched.
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*")}
-    (out / "shard-00009.tfrecord").write_bytes(b"left by a killed run")
+    (out / "shard-00009.tfrecord").write_bytes(b"left by a killed run")  # before its `_inputs` file
+    (out / INPUTS_DIR / "shard-00008.json").write_text('{"inputs": []}')  # its shard deleted by hand
     again = embed_paths([tree], out, options, EmbedOptions(shard_size=2), embedder=vggish_embedder, progress=False)
     assert (again.unchanged, again.records, len(again.failed)) == (4, 0, 1)
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*")} == stamps
+    assert sorted(p.name for p in (out / INPUTS_DIR).iterdir()) == ["shard-00000.json", "shard-00001.json"]
 
     # A changed file: its shard goes, its inputs are embedded again; no ID is written twice.
     changed = tree / "b" / "x.wav"
@@ -172,12 +179,30 @@ def test_npz_and_parquet_layouts(tmp_path, yamnet_models):
     np.testing.assert_allclose(data["frame_start_seconds"], [0, 0.48, 0, 0.48, 0.96, 1.44])
     np.testing.assert_allclose(data["end_seconds"], [1.2, 2.0])
     embed_paths(files, tmp_path / "pq", options, EmbedOptions(format="parquet"), progress=False)
-    frame = pd.read_parquet(tmp_path / "pq" / "shard-00000.parquet")
+    frame = pd.read_parquet(tmp_path / "pq")  # the directory reads as a dataset: `_manifest.json` is skipped
     assert list(frame["video_id"]) == ["one.wav"] * 2 + ["two.wav"] * 4 and list(frame["frame"]) == [0, 1, 0, 1, 2, 3]
     scores = np.stack(frame["scores"])  # another run: batches may be composed in another order
     assert scores.dtype == np.float32 and frame["start_seconds"].iloc[5] == pytest.approx(1.44)
     np.testing.assert_allclose(scores, data["scores"], rtol=0, atol=1e-6)
     assert np.stack(frame["embedding"]).shape == (6, 1024)
+
+
+def test_an_output_directory_of_the_one_manifest_layout_is_taken_over_without_embedding_again(tmp_path,
+                                                                                          vggish_models):
+    files = [write(tmp_path / "in" / f"f{i}.wav", 1.5, i) for i in range(3)]
+    out, options = tmp_path / "out", ExtractOptions(models=str(vggish_models.directory))
+    embed_paths(files, out, options, EmbedOptions(shard_size=2), progress=False)
+    manifest = json.loads((out / MANIFEST).read_text())
+    for shard in manifest["shards"]:  # as the releases before `_inputs` wrote it: every input in one file
+        shard["inputs"] = json.loads((out / shard["inputs"]).read_text())["inputs"]
+    (out / LEGACY_MANIFEST).write_text(json.dumps(manifest))
+    (out / MANIFEST).unlink()
+    for journal in (out / INPUTS_DIR).iterdir():
+        journal.unlink()
+    again = embed_paths(files, out, options, EmbedOptions(shard_size=2), progress=False)
+    assert (again.unchanged, again.records, again.shards) == (3, 0, 2)
+    assert not (out / LEGACY_MANIFEST).exists() and len(list((out / INPUTS_DIR).iterdir())) == 2
+    assert [s["records"] for s in json.loads((out / MANIFEST).read_text())["shards"]] == [2, 1]
 
 
 def test_cli_embed_exit_status_and_list(tree, tmp_path, vggish_models, capsys):
