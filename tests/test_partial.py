@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from audiosetdl.download import partial as partial_module
 from audiosetdl.download.index import FragmentIndex, FragmentUnsupported, index_probe_bytes, read_index
-from audiosetdl.download.mp4 import mp4_fragment_decode_ticks
+from audiosetdl.download.mp4_fragments import mp4_fragment_decode_ticks
 from audiosetdl.download.mp4_fragments import FragmentSamples, SampleDefaults, moof_size
 from audiosetdl.download.partial import partial_cut, whole_fragments
 from audiosetdl.download.webm_clusters import NEED_MORE, cluster_cut, truncated_cluster

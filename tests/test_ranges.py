@@ -19,7 +19,7 @@ from audiosetdl.download.index import (
     byte_ranges,
     read_index,
 )
-from audiosetdl.download.mp4 import mp4_fragment_decode_ticks, relocate_mp4_fragments
+from audiosetdl.download.mp4_fragments import mp4_fragment_decode_ticks, relocate_mp4_fragments
 from audiosetdl.download.webm_clusters import opus_packet_samples, webm_cluster_first_block
 from tests.media import MediaFile, MediaLibrary, Shape, mp4_boxes, mp4_sidx_references, webm_elements
 from tests.media_fixtures import SIGNAL_60S

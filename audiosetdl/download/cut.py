@@ -25,7 +25,7 @@ import soundfile
 from audiosetdl.download.errors import ClipError, Reason
 from audiosetdl.ffmpeg_exe import ffmpeg
 from audiosetdl.download.index import Container, FragmentIndex, IndexNotFound, TrackInfo
-from audiosetdl.download.mp4 import mp4_fragment_decode_ticks
+from audiosetdl.download.mp4_fragments import mp4_fragment_decode_ticks
 from audiosetdl.download.webm_clusters import opus_packet_samples, webm_cluster_first_block
 
 OUTPUT_CHANNELS = 1

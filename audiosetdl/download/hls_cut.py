@@ -57,7 +57,8 @@ from audiosetdl.download.hls import (
 )
 from audiosetdl.download.http import MediaSource
 from audiosetdl.download.index import Container, IndexNotFound
-from audiosetdl.download.mp4 import init_segment_track, relocate_mp4_fragments
+from audiosetdl.download.mp4 import init_segment_track
+from audiosetdl.download.mp4_fragments import relocate_mp4_fragments
 from audiosetdl.download.mpegts import PTS_HZ, TS_HEAD_BYTES, TsAudio, TsUnreadable, first_audio_pes, pts_delta
 
 PLAYLIST_ENCODING = "utf-8"

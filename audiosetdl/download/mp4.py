@@ -2,8 +2,8 @@
 
 Owns: reading top-level boxes from a file's head, the ``moov``'s track facts that decide where
 decoded audio lies in time (timescale, edit list, AAC object type, Opus pre-skip), the global
-``sidx`` as a `FragmentIndex`, a fragment's ``tfdt`` decode time, and relocating fragments whose
-``tfhd`` addresses its data absolutely. Pure functions over bytes (reads go through `ReadBytes`).
+``sidx`` as a `FragmentIndex`, and the box reader that `mp4_fragments` (inside one fragment)
+builds on. Pure functions over bytes (reads go through `ReadBytes`).
 """
 
 from __future__ import annotations
@@ -267,43 +267,3 @@ def _aac_object_type(es_descriptor: bytes) -> int | None:
     except IndexError:
         return None
     return None
-
-
-def mp4_fragment_decode_ticks(fragment: bytes) -> int | None:
-    """The decode time (track timescale ticks) of a fragment's first sample, from its moof's tfdt."""
-    for box in _children(fragment, 0, len(fragment)):
-        if box.kind != b"moof":
-            continue
-        for traf in _children(fragment, box.body.start, min(box.body.stop, len(fragment))):
-            if traf.kind != b"traf":
-                continue
-            tfdt = _child(fragment, traf, b"tfdt")
-            if tfdt is not None:
-                v = _full_box_version(fragment, tfdt)
-                return struct.unpack_from(">Q" if v == 1 else ">I", fragment, tfdt.body.start + 4)[0]
-        return None
-    return None
-
-
-_TFHD_BASE_DATA_OFFSET_PRESENT = 0x000001
-
-
-def relocate_mp4_fragments(fragments: bytes, moved_by: int) -> bytes:
-    """`fragments` (whole top-level boxes: moof, mdat, ...) as they read when placed `moved_by`
-    bytes before their original offset: a ``tfhd`` that carries an absolute base data offset
-    (ffmpeg's default outside DASH mode) gets it moved too; data addressed from its own ``moof``
-    (default-base-is-moof, or no base offset at all) needs nothing."""
-    out = bytearray(fragments)
-    for box in _children(out, 0, len(out)):  # type: ignore[arg-type]
-        if box.kind != b"moof":
-            continue
-        for traf in _children(out, box.body.start, min(box.body.stop, len(out))):  # type: ignore[arg-type]
-            tfhd = _child(out, traf, b"tfhd") if traf.kind == b"traf" else None  # type: ignore[arg-type]
-            if tfhd is None:
-                continue
-            flags = int.from_bytes(out[tfhd.body.start + 1:tfhd.body.start + 4], "big")
-            if flags & _TFHD_BASE_DATA_OFFSET_PRESENT:
-                at = tfhd.body.start + 8  # after version/flags and track_ID
-                struct.pack_into(">Q", out, at, struct.unpack_from(">Q", out, at)[0] - moved_by)
-    return bytes(out)
-

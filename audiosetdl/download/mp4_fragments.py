@@ -8,7 +8,10 @@ samples that overlaps a stretch of decode time, how many bytes a moof's head may
 (`moof_head_bytes`), and `FragmentSamples.rebuild`: a ``moof`` whose ``trun`` lists only the run,
 whose ``tfdt`` is advanced to the run's first sample, whose data is addressed from the ``moof``
 itself (default-base-is-moof), followed by an ``mdat`` with only the run's bytes: ffmpeg decodes
-it like those samples of the original. Pure functions over bytes, on `mp4`'s box reader.
+it like those samples of the original. Also a fragment's first decode time
+(`mp4_fragment_decode_ticks`, from its ``tfdt``) and fragments moved to another offset
+(`relocate_mp4_fragments`, for a ``tfhd`` that addresses its data absolutely). Pure functions
+over bytes, on `mp4`'s box reader.
 
 The rebuilt ``traf`` holds only ``tfhd``, ``tfdt`` and ``trun`` (sample dependency and grouping
 notes are left out). Layouts outside that (several tracks or runs in one fragment, no ``tfdt``,
@@ -22,7 +25,7 @@ import struct
 from dataclasses import dataclass
 
 from audiosetdl.download.index import FragmentUnsupported
-from audiosetdl.download.mp4 import _box_at, _Box, _child, _children, _path
+from audiosetdl.download.mp4 import _box_at, _Box, _child, _children, _full_box_version, _path
 
 # tfhd flags (ISO/IEC 14496-12 8.8.7)
 _TFHD_BASE_DATA_OFFSET = 0x000001
@@ -244,3 +247,40 @@ def _box(kind: bytes, body: bytes) -> bytes:
 
 def _full_box(kind: bytes, version: int, flags: int, body: bytes) -> bytes:
     return _box(kind, struct.pack(">I", (version << 24) | flags) + body)
+
+
+def mp4_fragment_decode_ticks(fragment: bytes) -> int | None:
+    """The decode time (track timescale ticks) of a fragment's first sample, from its moof's tfdt."""
+    for box in _children(fragment, 0, len(fragment)):
+        if box.kind != b"moof":
+            continue
+        for traf in _children(fragment, box.body.start, min(box.body.stop, len(fragment))):
+            if traf.kind != b"traf":
+                continue
+            tfdt = _child(fragment, traf, b"tfdt")
+            if tfdt is not None:
+                v = _full_box_version(fragment, tfdt)
+                return struct.unpack_from(">Q" if v == 1 else ">I", fragment, tfdt.body.start + 4)[0]
+        return None
+    return None
+
+
+def relocate_mp4_fragments(fragments: bytes, moved_by: int) -> bytes:
+    """`fragments` (whole top-level boxes: moof, mdat, ...) as they read when placed `moved_by`
+    bytes before their original offset: a ``tfhd`` that carries an absolute base data offset
+    (ffmpeg's default outside DASH mode) gets it moved too; data addressed from its own ``moof``
+    (default-base-is-moof, or no base offset at all) needs nothing."""
+    out = bytearray(fragments)
+    for box in _children(out, 0, len(out)):  # type: ignore[arg-type]
+        if box.kind != b"moof":
+            continue
+        for traf in _children(out, box.body.start, min(box.body.stop, len(out))):  # type: ignore[arg-type]
+            tfhd = _child(out, traf, b"tfhd") if traf.kind == b"traf" else None  # type: ignore[arg-type]
+            if tfhd is None:
+                continue
+            flags = int.from_bytes(out[tfhd.body.start + 1:tfhd.body.start + 4], "big")
+            if flags & _TFHD_BASE_DATA_OFFSET:
+                at = tfhd.body.start + 8  # after version/flags and track_ID
+                struct.pack_into(">Q", out, at, struct.unpack_from(">Q", out, at)[0] - moved_by)
+    return bytes(out)
+

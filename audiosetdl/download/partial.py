@@ -41,7 +41,7 @@ from audiosetdl.download.index import (
     ReadBytes,
     byte_ranges,
 )
-from audiosetdl.download.mp4 import relocate_mp4_fragments
+from audiosetdl.download.mp4_fragments import relocate_mp4_fragments
 from audiosetdl.download.mp4_fragments import FragmentSamples, SampleDefaults, moof_head_bytes, moof_size
 from audiosetdl.download.webm_clusters import NEED_MORE, cluster_cut, truncated_cluster
 
