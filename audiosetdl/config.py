@@ -218,6 +218,10 @@ class TrainOptions:
                                        "(a clip keeps at least one)", metavar="RATE")
     label_smoothing: float = option(0.0, "binary label smoothing of the targets")
     balanced: bool = option(True, "class-balanced sampling (Kong 2018) instead of seeded shuffled passes")
+    neighbours: int = option(100, "blend in the labels of each clip's K most similar training clips (0: off); "
+                                  "kept in the model directory as neighbours.npz", metavar="K")
+    neighbour_temperature: float = option(0.1, "softmax temperature of the neighbours' cosine similarities")
+    neighbour_weight: float = option(0.4, "share of the neighbours' scores in the blend with the networks' average")
     ensemble: int = option(4, "members trained from seeds seed, seed+1, ... (networks from --pooling in turn); "
                               "their scores are averaged")
     seed: int = option(0, "seed of the data order, the held-out slice and the weights: same seed, same order")

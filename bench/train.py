@@ -40,6 +40,22 @@ def parse_set(pairs: list[str]) -> dict:
     return values
 
 
+def blend_parts(model_dir: Path, eval_dir: Path) -> list[tuple]:
+    """The trained model's networks alone and its neighbour memory alone, on the same eval records."""
+    from audiosetdl.labels import data, metrics
+    from audiosetdl.labels.model import as_batch, load_classifier
+
+    classifier = load_classifier(model_dir)
+    if classifier.neighbours is None:
+        return []
+    eval_set = data.load([eval_dir], len(classifier.classes))
+    frames, mask = as_batch(eval_set.frames, eval_set.lengths)
+    memory = classifier.neighbours.scores(frames, mask)
+    networks = dataclasses.replace(classifier, neighbours=None).scores(eval_set.frames, eval_set.lengths)
+    return [("networks only", metrics.compute(eval_set.labels, networks), float("nan")),
+            ("neighbours only", metrics.compute(eval_set.labels, memory), float("nan"))]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=AUDIOSET, help="directory with bal_train/ and eval/")
@@ -59,6 +75,7 @@ def main() -> int:
     result = train([train_dir], args.out / "model", options, eval_sources=[eval_dir])  # eval figures in the card
     evaluation = evaluate.evaluate(args.out / "model", [eval_dir], args.out / "eval", EvaluateOptions())
     rows.append(("+".join(options.pooling) + f" x{options.ensemble}", evaluation.metrics, result.seconds))
+    rows.extend(blend_parts(args.out / "model", eval_dir))
     if args.baseline:
         base = dataclasses.replace(options, pooling=("average",))
         base_result = train([train_dir], args.out / "baseline", base, eval_sources=[eval_dir])

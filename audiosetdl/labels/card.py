@@ -37,6 +37,14 @@ def _networks(configs) -> str:
     return "; ".join(POOLING_TEXT[pooling] + (f" x {count}" if count > 1 else "") for pooling, count in counts.items())
 
 
+def _neighbours_line(options: dict) -> list[str]:
+    if not options.get("neighbours"):
+        return []
+    return ["", f"The networks' average is blended with the labels of each clip's {options['neighbours']} most similar "
+                f"training clips (cosine similarity of their mean frames, softmax temperature "
+                f"{options['neighbour_temperature']}), weight {options['neighbour_weight']}: `neighbours.npz`."]
+
+
 def render(info: dict, configs, classes: ClassIndex) -> str:
     """The README.md of a model directory whose members are the networks `configs`."""
     training = info["training"]
@@ -51,6 +59,7 @@ def render(info: dict, configs, classes: ClassIndex) -> str:
         f"dropout {first.dropout}); {len(classes)} classes ({classes.mids[0]} `{classes.names[0]}` ...), sigmoid "
         "outputs. Input: the released uint8 VGGish embeddings (0.96 s per frame), dequantized as YouTube-8M does; "
         "clips under 10 frames are padded and masked.",
+        *_neighbours_line(options),
         "",
         "## Data",
         f"- Trained on {training['records']} records of {', '.join(training['sources'])}"

@@ -21,10 +21,11 @@ Inputs are the released uint8 bytes, dequantized inside the network the YouTube-
 
 An ensemble may mix networks (each member has its own `ModelConfig`): members that pool
 differently make different errors, so their average gains more than seeds of one network do.
+A memory of the training clips (`neighbours.py`) errs differently again; its scores are blended in.
 
-A model directory holds `config.json` (each member's network, the training options and
-figures), `class_labels_indices.csv`, one `member-NN.weights.h5` per ensemble member (their
-scores are averaged) and `README.md`, the model card. `load_classifier(dir).scores(embeddings)` is the API
+A model directory holds `config.json` (each member's network, the neighbour parameters, the
+training options and figures), `class_labels_indices.csv`, one `member-NN.weights.h5` per ensemble
+member (their scores are averaged), `neighbours.npz` and `README.md`, the model card. `load_classifier(dir).scores(embeddings)` is the API
 for anything that labels audio.
 """
 
@@ -41,6 +42,7 @@ import numpy as np
 from audiosetdl.config import POOLINGS
 from audiosetdl.labels import ModelDirError
 from audiosetdl.labels.data import pad_frames
+from audiosetdl.labels.neighbours import NeighbourMemory, NeighbourParams
 from audiosetdl.metadata.ontology import LABELS_FILENAME, ClassIndex
 from audiosetdl.tfenv import import_tensorflow
 from audiosetdl.vggish.params import EMBEDDING_SIZE
@@ -184,13 +186,15 @@ def predict(model: keras.Model, frames: np.ndarray, mask: np.ndarray, batch: int
 
 @dataclass
 class Classifier:
-    """A trained model directory: `scores` averages its members' clip-level class probabilities;
-    `configs[i]` is the network of `members[i]`."""
+    """A trained model directory: `scores` averages its members' clip-level class probabilities
+    (blended with the training clips' labels when it has a `neighbours` memory); `configs[i]` is
+    the network of `members[i]`."""
 
     configs: list[ModelConfig]
     classes: ClassIndex
     members: list[keras.Model]
     info: dict = dataclasses.field(default_factory=dict)
+    neighbours: NeighbourMemory | None = None
 
     def __post_init__(self) -> None:
         if len(self.configs) != len(self.members):
@@ -199,7 +203,11 @@ class Classifier:
     def scores(self, embeddings: np.ndarray | Sequence[np.ndarray], lengths: np.ndarray | None = None) -> np.ndarray:
         """(N, classes) float32 probabilities of N clips of per-frame uint8 embeddings."""
         frames, mask = as_batch(embeddings, lengths)
-        return np.mean([predict(member, frames, mask) for member in self.members], axis=0).astype(np.float32)
+        networks = np.mean([predict(member, frames, mask) for member in self.members], axis=0)
+        if self.neighbours is None:
+            return networks.astype(np.float32)
+        weight = self.neighbours.params.weight
+        return ((1 - weight) * networks + weight * self.neighbours.scores(frames, mask)).astype(np.float32)
 
     def save(self, directory: str | Path, class_index_file: str | Path, card: str) -> Path:
         directory = Path(directory)
@@ -208,6 +216,9 @@ class Classifier:
             member.save_weights(directory / MEMBER_PATTERN.format(index))
         (directory / LABELS_FILENAME).write_bytes(Path(class_index_file).read_bytes())
         document = {"members": [dataclasses.asdict(config) for config in self.configs], **self.info}
+        if self.neighbours is not None:
+            self.neighbours.save(directory)
+            document["neighbours"] = dataclasses.asdict(self.neighbours.params)
         (directory / CONFIG_FILENAME).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
         (directory / CARD_FILENAME).write_text(card, encoding="utf-8")
         return directory
@@ -225,6 +236,7 @@ def load_classifier(directory: str | Path) -> Classifier:
             configs = [ModelConfig(**document["model"])] * document["members"]
         else:
             configs = [ModelConfig(**member) for member in document["members"]]
+        neighbour_params = NeighbourParams(**document["neighbours"]) if document.get("neighbours") else None
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelDirError(f"{config_path}: unreadable model config ({exc})") from None
     try:
@@ -240,4 +252,8 @@ def load_classifier(directory: str | Path) -> Classifier:
         except (OSError, ValueError) as exc:
             raise ModelDirError(f"{path}: cannot load weights ({exc})") from None
         members.append(model)
-    return Classifier(configs, classes, members, document)
+    try:
+        neighbours = NeighbourMemory.load(directory, neighbour_params) if neighbour_params else None
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelDirError(f"{directory}: cannot load the neighbour memory ({exc})") from None
+    return Classifier(configs, classes, members, document, neighbours)

@@ -3,8 +3,9 @@ directory (`model.py`), with its model card (`card.py`).
 
 Owns the training loop: every record loaded once into numpy (`data.py`), a seeded data order
 (class-balanced sampling as Kong et al. 2018, or seeded shuffles), mixup and label smoothing,
-AdamW with a cosine or constant learning rate, one XLA-compiled step, and an ensemble of members
-(networks from `--pooling` in turn, consecutive seeds) whose scores are averaged. An optional
+AdamW with a cosine or constant learning rate, one XLA-compiled step, an ensemble of members
+(networks from `--pooling` in turn, consecutive seeds) whose scores are averaged, and the
+training clips' neighbour memory (`neighbours.py`) blended in. An optional
 seeded held-out slice of the training records gives figures for model selection; `--eval` data
 is scored once, at the end.
 """
@@ -23,6 +24,7 @@ from tqdm import tqdm
 from audiosetdl.config import TrainOptions
 from audiosetdl.labels import DataError, card, data, metrics
 from audiosetdl.labels.model import Classifier, ModelConfig, as_batch, build, predict
+from audiosetdl.labels.neighbours import NeighbourMemory, NeighbourParams
 from audiosetdl.metadata.ontology import LABELS_FILENAME, ClassIndex
 
 log = logging.getLogger(__name__)
@@ -110,6 +112,16 @@ def member_configs(options: TrainOptions, num_classes: int) -> list[ModelConfig]
                             hidden_units=options.hidden_units, hidden_layers=options.hidden_layers,
                             dropout=options.dropout, attention_levels=options.attention_levels)
                 for index in range(options.ensemble)]
+    except ValueError as exc:
+        raise DataError(f"train options: {exc}") from None
+
+
+def neighbour_params(options: TrainOptions) -> NeighbourParams | None:
+    """The neighbour memory's parameters (checked before any training); None when `neighbours` is 0."""
+    if options.neighbours == 0:
+        return None
+    try:
+        return NeighbourParams(options.neighbours, options.neighbour_temperature, options.neighbour_weight)
     except ValueError as exc:
         raise DataError(f"train options: {exc}") from None
 
@@ -208,6 +220,7 @@ def train(sources: Sequence[str | Path], out: str | Path, options: TrainOptions,
     index_path = find_class_index(options.class_index, sources)
     classes = ClassIndex.load(index_path)
     configs = member_configs(options, len(classes))
+    memory_params = neighbour_params(options)
     started = time.monotonic()
     everything = data.load(sources, len(classes))
     train_set, holdout = data.split_holdout(everything, options.holdout, options.seed)
@@ -225,8 +238,10 @@ def train(sources: Sequence[str | Path], out: str | Path, options: TrainOptions,
     with tqdm(total=len(configs) * options.steps, desc="train", unit="step", disable=not progress) as bar:
         for seed, model_config in enumerate(configs, start=options.seed):
             members.append(train_member(train_set, options, seed, model_config, monitor, bar))
+    neighbours = NeighbourMemory.build(train_set.frames, train_set.mask, train_set.labels, memory_params) \
+        if memory_params else None
     seconds = time.monotonic() - started
-    classifier = Classifier(configs, classes, members)
+    classifier = Classifier(configs, classes, members, neighbours=neighbours)
     held = metrics.compute(holdout.labels, classifier.scores(holdout.frames, holdout.lengths)) if holdout else None
     evaluated = metrics.compute(eval_set.labels, classifier.scores(eval_set.frames, eval_set.lengths)) \
         if eval_set is not None else None

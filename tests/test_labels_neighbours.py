@@ -1,0 +1,89 @@
+"""The neighbour memory: its scores against a float64 computation, its file, its blend with the networks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from audiosetdl.config import TrainOptions
+from audiosetdl.labels import DataError, data, metrics
+from audiosetdl.labels.model import as_batch, load_classifier, predict
+from audiosetdl.labels.neighbours import NeighbourMemory, NeighbourParams
+from audiosetdl.labels.train import neighbour_params
+from tests.labels_fixtures import SYNTH_CLASSES
+
+
+def _reference(train_frames, train_lengths, train_labels, frames, lengths, k, temperature):
+    """Per query in float64: standardised mean frames, cosine similarity, the k best, softmax-weighted labels."""
+    def pooled(batch, counts):
+        values = batch.astype(np.float64) * 4 / 255 + 4 / 512 - 2
+        return np.stack([values[i, :counts[i]].mean(axis=0) for i in range(len(batch))])
+
+    memory = pooled(train_frames, train_lengths)
+    centre, spread = memory.mean(axis=0), memory.std(axis=0)
+
+    def unit(vectors):
+        standard = (vectors - centre) / spread
+        return standard / np.linalg.norm(standard, axis=1, keepdims=True)
+
+    keys, out = unit(memory), []
+    for query in unit(pooled(frames, lengths)):
+        similarity = keys @ query
+        best = np.argsort(-similarity)[:k]
+        weights = np.exp((similarity[best] - similarity[best].max()) / temperature)
+        out.append((weights / weights.sum()) @ train_labels[best].astype(np.float64))
+    return np.array(out)
+
+
+def _random_set(count, seed):
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 256, (count, 10, 128)).astype(np.uint8)
+    lengths = rng.integers(1, 11, count)
+    frames[np.arange(10)[None, :] >= lengths[:, None]] = 0
+    return frames, lengths, (rng.random((count, 7)) < 0.3).astype(np.uint8)
+
+
+def test_scores_match_a_float64_computation():
+    train_frames, train_lengths, train_labels = _random_set(300, seed=1)
+    frames, lengths, _ = _random_set(40, seed=2)
+    params = NeighbourParams(k=15, temperature=0.1, weight=0.3)
+    memory = NeighbourMemory.build(train_frames, as_batch(train_frames, train_lengths)[1], train_labels, params)
+    scores = memory.scores(frames, as_batch(frames, lengths)[1])
+    expected = _reference(train_frames, train_lengths, train_labels, frames, lengths, 15, 0.1)
+    assert scores.dtype == np.float32 and scores.shape == (40, 7)
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_k_is_capped_at_the_training_clips_and_bad_parameters_fail_before_training():
+    frames, lengths, labels = _random_set(5, seed=3)
+    memory = NeighbourMemory.build(frames, as_batch(frames, lengths)[1], labels, NeighbourParams(100, 0.1, 0.3))
+    assert memory.params.k == 5
+    assert neighbour_params(dataclasses.replace(TrainOptions(), neighbours=0)) is None
+    with pytest.raises(DataError, match="weight"):
+        neighbour_params(dataclasses.replace(TrainOptions(), neighbour_weight=1.5))
+
+
+def test_the_model_directory_keeps_the_memory_and_blends_it(synth_model, synth_dataset):
+    classifier = load_classifier(synth_model.directory)
+    assert (synth_model.directory / "neighbours.npz").is_file()
+    assert classifier.neighbours is not None and classifier.neighbours.params == NeighbourParams(100, 0.1, 0.4)
+    assert len(classifier.neighbours.keys) == 320  # the training records, not the held-out ones
+    evaluation = data.load([synth_dataset["eval"]], SYNTH_CLASSES)
+    frames, mask = as_batch(evaluation.frames, evaluation.lengths)
+    networks = np.mean([predict(member, frames, mask) for member in classifier.members], axis=0)
+    remembered = classifier.neighbours.scores(frames, mask)
+    np.testing.assert_allclose(classifier.scores(evaluation.frames, evaluation.lengths),
+                               0.6 * networks + 0.4 * remembered, rtol=1e-5, atol=1e-6)
+    assert metrics.compute(evaluation.labels, remembered).mean_ap > 0.9  # the synthetic classes are separable
+    assert "100 most similar training clips" in (synth_model.directory / "README.md").read_text()
+
+
+def test_real_neighbours_beat_chance(shared_audioset):
+    """A memory of a fifth of the released bal_train files, scored on a tenth of the eval files."""
+    memory_set = data.load(sorted((shared_audioset / "bal_train").glob("*.tfrecord"))[::5], 527)
+    eval_set = data.load(sorted((shared_audioset / "eval").glob("*.tfrecord"))[::10], 527)
+    memory = NeighbourMemory.build(memory_set.frames, memory_set.mask, memory_set.labels, NeighbourParams(100, 0.1, 0.3))
+    figures = metrics.compute(eval_set.labels, memory.scores(eval_set.frames, eval_set.mask))
+    assert figures.mean_ap > 0.08 and figures.mean_auc > 0.8  # chance: ~0.006 and 0.5
