@@ -10,6 +10,7 @@ import pytest
 from audiosetdl.config import TrainOptions
 from audiosetdl.labels import DataError, data, metrics
 from audiosetdl.labels.model import as_batch, load_classifier, predict
+from audiosetdl.labels import neighbours
 from audiosetdl.labels.neighbours import NeighbourMemory, NeighbourParams
 from audiosetdl.labels.train import neighbour_params
 from tests.labels_fixtures import SYNTH_CLASSES
@@ -54,6 +55,20 @@ def test_scores_match_a_float64_computation():
     expected = _reference(train_frames, train_lengths, train_labels, frames, lengths, 15, 0.1)
     assert scores.dtype == np.float32 and scores.shape == (40, 7)
     np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_blocks_of_one_clip_give_the_same_scores(monkeypatch):
+    """Memory is bounded by working in blocks (unbal_train's 2M clips); the block size changes nothing."""
+    train_frames, train_lengths, train_labels = _random_set(200, seed=4)
+    frames, lengths, _ = _random_set(30, seed=5)
+    train_mask, mask = as_batch(train_frames, train_lengths)[1], as_batch(frames, lengths)[1]
+    params = NeighbourParams(k=10, temperature=0.1, weight=0.3)
+    whole = NeighbourMemory.build(train_frames, train_mask, train_labels, params)
+    expected = whole.scores(frames, mask)
+    monkeypatch.setattr(neighbours, "BLOCK_BYTES", 1)
+    blocked = NeighbourMemory.build(train_frames, train_mask, train_labels, params)
+    np.testing.assert_array_equal(blocked.keys, whole.keys)
+    np.testing.assert_allclose(blocked.scores(frames, mask), expected, rtol=1e-5, atol=1e-6)  # BLAS: gemv vs gemm
 
 
 def test_k_is_capped_at_the_training_clips_and_bad_parameters_fail_before_training():

@@ -8,8 +8,9 @@ softmax(similarity / temperature). A classifier blends them with its networks' a
 
 It errs where the networks do not (it memorises, they generalise), which is why it helps an
 ensemble more than another network does. The memory is `neighbours.npz` in the model directory:
-the training clips' unit vectors (float32, 11 MB for bal_train) and their labels (packed bits); its parameters are in
-`config.json`.
+the training clips' unit vectors (float32, 11 MB for bal_train, 1 GB for unbal_train's 2 M) and their
+labels (packed bits); its parameters are in `config.json`. Pooling and scoring work in blocks of clips
+whose temporaries stay under BLOCK_BYTES, whatever the memory's size.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 from audiosetdl.vggish.postprocess import dequantize
 
 NEIGHBOURS_FILENAME = "neighbours.npz"
-QUERY_BATCH = 2048  # queries per similarity product: (2048, N) float32 at a time
+BLOCK_BYTES = 1 << 30  # the largest temporary of one block of clips: bounded for unbal_train's 2M clips too
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,19 @@ class NeighbourParams:
                              f"temperature {self.temperature}, weight {self.weight}")
 
 
+def _rows_per_block(bytes_per_row: int) -> int:
+    return max(1, BLOCK_BYTES // max(1, bytes_per_row))
+
+
 def pooled(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """(N, 128) float32: each clip's mean dequantized frame over its real frames."""
-    mask = mask.astype(np.float32)[..., None]
-    values = dequantize(frames)
-    return ((values * mask).sum(axis=1) / mask.sum(axis=1)).astype(np.float32)
+    out = np.empty((len(frames), frames.shape[2]), np.float32)
+    step = _rows_per_block(2 * 4 * frames.shape[1] * frames.shape[2])  # dequantized and masked copies
+    for start in range(0, len(frames), step):
+        weights = mask[start:start + step].astype(np.float32)[..., None]
+        values = dequantize(frames[start:start + step]) * weights
+        out[start:start + step] = values.sum(axis=1) / weights.sum(axis=1)
+    return out
 
 
 def _unit(vectors: np.ndarray, centre: np.ndarray, spread: np.ndarray) -> np.ndarray:
@@ -70,13 +79,14 @@ class NeighbourMemory:
         """(N, classes) float32: the similarity-weighted labels of each clip's k nearest training clips."""
         queries = _unit(pooled(frames, mask), self.centre, self.spread)
         k, out = self.params.k, np.zeros((len(queries), self.labels.shape[1]), np.float32)
-        for start in range(0, len(queries), QUERY_BATCH):
-            similarity = queries[start:start + QUERY_BATCH] @ self.keys.T
-            nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+        step = _rows_per_block(12 * len(self.keys) + 4 * k * self.labels.shape[1])  # similarities, their order, labels
+        for start in range(0, len(queries), step):
+            similarity = queries[start:start + step] @ self.keys.T
+            nearest = np.argpartition(similarity, -k, axis=1)[:, -k:]
             closeness = np.take_along_axis(similarity, nearest, axis=1)
             weights = np.exp((closeness - closeness.max(axis=1, keepdims=True)) / self.params.temperature)
             weights /= weights.sum(axis=1, keepdims=True)
-            out[start:start + QUERY_BATCH] = np.einsum("nk,nkc->nc", weights, self.labels[nearest].astype(np.float32))
+            out[start:start + step] = np.einsum("nk,nkc->nc", weights, self.labels[nearest].astype(np.float32))
         return out
 
     def save(self, directory: Path) -> Path:
