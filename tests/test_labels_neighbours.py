@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from audiosetdl.config import TrainOptions
-from audiosetdl.labels import DataError, data, metrics
+from audiosetdl.labels import DataError, data, metrics, neighbours
 from audiosetdl.labels.model import as_batch, load_classifier, predict
-from audiosetdl.labels import neighbours
 from audiosetdl.labels.neighbours import NeighbourMemory, NeighbourParams
 from audiosetdl.labels.train import neighbour_params
 from tests.labels_fixtures import SYNTH_CLASSES
