@@ -23,7 +23,8 @@ from audiosetdl.config import PlanOptions
 from audiosetdl.metadata.ontology import (
     LABELS_FILENAME, ONTOLOGY_FILENAME, ClassIndex, ClassSelection, Ontology, select_classes,
 )
-from audiosetdl.metadata.segments import HEADER_COLUMNS, SegmentTable, read_segment_table, subset_name
+from audiosetdl.metadata.segment_table import SegmentTable, read_segment_table
+from audiosetdl.metadata.segments import HEADER_COLUMNS, subset_name
 from audiosetdl.plan import InputFile, Plan, PlanError, PlannedRun, TaskSpec
 from audiosetdl.rundir import RunDir, sha256_of, task_name
 

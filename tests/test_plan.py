@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from audiosetdl.config import PlanOptions
 from audiosetdl.ledger import FAILED, OK, Attempt, LedgerWriter, read_ledger
-from audiosetdl.metadata.segments import read_segments, render_csv, Segment
+from audiosetdl.metadata.segment_table import read_segments
+from audiosetdl.metadata.segments import render_csv, Segment
 from audiosetdl.balance import assign_keys, lower_bound
 from audiosetdl.plan import PlanError, load_plan, load_task, write_plan
 from audiosetdl.planner import build_plan

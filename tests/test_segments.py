@@ -5,9 +5,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from audiosetdl.metadata.segments import (
-    SegmentFormatError, format_row, read_segment_table, read_segments, render_csv, subset_name,
-)
+from audiosetdl.metadata.segment_table import read_segment_table, read_segments
+from audiosetdl.metadata.segments import SegmentFormatError, format_row, render_csv, subset_name
 
 HEADER = (
     "# Segments csv created Sun Mar  5 10:54:25 2017\n"
