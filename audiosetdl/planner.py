@@ -3,8 +3,8 @@
 The CSVs are read into one Arrow table; rows are selected by class, duplicates (same subset,
 ID, start and end) dropped keeping the first, and `--limit` applied. Each key (subset, first
 two characters of the ID) goes to one task (`audiosetdl.balance`), and each task's rows become
-one AudioSet-format CSV. `audiosetdl.plan` writes the result. Also here: `split_csv`,
-marl/audiosetdl's older way of sharding a CSV.
+one AudioSet-format CSV. `audiosetdl.plan` writes the result (`audiosetdl.split` is
+marl/audiosetdl's older way of sharding a CSV).
 """
 
 from __future__ import annotations
