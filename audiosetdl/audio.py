@@ -4,7 +4,7 @@ round((end - start) * 16000) samples), checking it, and decoding audio for the m
 Arbitrary audio (for `audiosetdl embed`) is decoded by ffmpeg, resampled with soxr, the same
 resampler the download stage uses, so embeddings of the same sound agree; `stream_audio` does it a
 window at a time, reading files already in the clip format (16 kHz mono 16-bit) as they are, and
-lossless PCM files at other rates in this process with the same result (`audiosetdl.pcm`).
+other lossless PCM files in this process with the same result (`audiosetdl.pcm`).
 """
 
 from __future__ import annotations
@@ -42,9 +42,8 @@ def read_clip(path: Path) -> np.ndarray:
     if info.samplerate != SAMPLE_RATE or info.channels != 1:
         raise ValueError(f"{path}: expected 16 kHz mono, found {info.samplerate} Hz with {info.channels} channels")
     if flac.is_fast(info):
-        samples = flac.read(path, info).reshape(-1)
-    else:
-        samples = soundfile.read(str(path), dtype="int16", always_2d=False)[0]
+        return flac.read(path, info, np.float32).reshape(-1)
+    samples = soundfile.read(str(path), dtype="int16", always_2d=False)[0]
     return samples.astype(np.float32) / 32768.0
 
 
@@ -57,8 +56,10 @@ def decode_any(path: Path) -> np.ndarray:
 
 
 def _ffmpeg_command(path: Path) -> list[str]:
+    # Mixed to mono first, in float (maxval 1: 0.5 L + 0.5 R, not 0.71 each), then resampled once: see pcm.py.
     return [ffmpeg(), "-nostdin", "-v", "error", "-i", str(Path(path).resolve()), "-vn", "-ac", "1",
-            "-af", f"aresample={SAMPLE_RATE}:resampler=soxr", "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1"]
+            "-af", f"aresample=ochl=mono:osf=flt:rematrix_maxval=1,aresample={SAMPLE_RATE}:resampler=soxr",
+            "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1"]
 
 
 def stream_any(path: Path, chunk_samples: int) -> Iterator[np.ndarray]:
@@ -112,14 +113,14 @@ def _is_clip_format(info) -> bool:
 
 def stream_audio(path: Path, chunk_samples: int) -> Iterator[np.ndarray]:
     """`stream_any`'s samples, without starting ffmpeg where that gives the same ones: files already in
-    the clip format are read as they are (`pcm.float_blocks`), and the lossless PCM files `pcm.covered`
-    names are resampled in this process by `pcm.stream`, sample for sample as the static ffmpeg would."""
+    the clip format are read as they are (`pcm.float_blocks`), and the other lossless PCM files
+    `pcm.covered` names are converted in this process by `pcm.stream`, sample for sample as the static
+    ffmpeg would."""
     info = _info(path)
-    if info is not None and pcm.covered(info) and is_static_build():
+    if info is not None and _is_clip_format(info):
+        for block in pcm.float_blocks(path, info, chunk_samples):
+            yield block.reshape(-1)
+    elif info is not None and pcm.covered(info) and is_static_build():
         yield from pcm.stream(path, info, chunk_samples)
-        return
-    if info is None or not _is_clip_format(info):
+    else:
         yield from stream_any(path, chunk_samples)
-        return
-    for block in pcm.float_blocks(path, info, chunk_samples):
-        yield block.reshape(-1)

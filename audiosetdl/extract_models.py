@@ -60,6 +60,8 @@ class VGGishAdapter:
     @staticmethod
     def tail_features(samples: np.ndarray, consumed: int, total: int) -> np.ndarray:
         """Inputs of the last samples of a file of `total` samples (`consumed` already framed): whole ones only."""
+        if len(samples) < VGGishAdapter.window_samples:  # none (the usual end of a file): skip its log-mel
+            return np.zeros((0, vggish_params.EXAMPLE_FRAMES, vggish_params.NUM_MEL_BINS), np.float32)
         return VGGishAdapter.features(samples)
 
     def run(self, examples: np.ndarray) -> np.ndarray:

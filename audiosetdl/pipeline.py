@@ -20,13 +20,16 @@ The decoding threads (and the ffmpeg processes they start) run `DECODE_NICENESS`
 than the process, on Linux: where cores are short, the model's threads, which split each
 operation into equal parts, are preempted less, and the decoders still get every cycle the
 model leaves (its threads wait between batches). Where cores are plenty it changes nothing.
-Measured on 2 cores, `embed` of 44.1 kHz stereo FLAC against bare inference: median of six
-paired rounds 0.865 -> 0.903.
+Measured on 2 cores, `embed` of 44.1 kHz stereo FLAC against bare inference: 0 -> 10 steps,
+median of six paired rounds 0.865 -> 0.903 (then); 10 -> 19, the most, four rounds 0.878 -> 0.891.
+With one decoding thread instead of two it drops to 0.825: the decoders mostly run while the model
+waits, and then both cores are needed.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import queue
 import sys
@@ -38,7 +41,7 @@ import numpy as np
 import threadpoolctl
 
 PREFETCH_CHUNKS = 64  # decoded chunks waiting for the model, at most
-DECODE_NICENESS = 10  # the decoding threads' niceness above the process's (see the module docstring)
+DECODE_NICENESS = 19  # the decoding threads' niceness above the process's (see the module docstring)
 _PUT_WAIT_S = 0.1  # how often a blocked decoding thread checks whether the run was abandoned
 
 
@@ -86,6 +89,13 @@ def _decoder(sources: list, inputs: Callable, out: queue.Queue, stop: threading.
             put(("end", index, None))
     except _Abandoned:
         return
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller() -> threadpoolctl.ThreadpoolController:
+    """The process's thread pools, found once: finding them reads every loaded library (TensorFlow's
+    hundreds), 40 ms or more per run, which a local run would pay for each task."""
+    return threadpoolctl.ThreadpoolController()
 
 
 def _be_nicer(steps: int) -> None:
@@ -153,7 +163,7 @@ def run_batched(sources: Iterable, inputs: Callable[[Any], Iterable[np.ndarray]]
     sources = list(sources)
     if not sources:
         return
-    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+    with _blas_controller().limit(limits=1, user_api="blas"):
         yield from _run(sources, inputs, model, batch_size, threads, width, dtype, prefetch)
 
 

@@ -84,9 +84,11 @@ def main() -> None:
     rounds = []  # per round: (a before b, b, a after b, c, d) in examples/s
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_files(Path(tmp) / "in", args.files, args.seconds, args.rate, args.container, args.channels)
-        examples = np.concatenate([waveform_to_examples(decode_any(p)) for p in paths[:20]])
-        embedder.embed(examples[: args.batch_size])  # warm up (graph tracing)
-        total = sum(len(waveform_to_examples(decode_any(p))) for p in paths[:1]) * len(paths)
+        per_file = len(waveform_to_examples(decode_any(paths[0])))
+        examples = np.concatenate([waveform_to_examples(decode_any(p))
+                                   for p in paths[: -(-args.batch_size // max(1, per_file))]])[: args.batch_size]
+        embedder.embed(examples)  # warm up (graph tracing); (a) runs whole batches of the chosen size
+        total = per_file * len(paths)
 
         def bare() -> int:
             done = 0

@@ -76,3 +76,20 @@ def test_a_file_that_is_not_flac_inside_is_an_error_naming_it(tmp_path):
     path.write_bytes(b"not a flac stream at all" * 100)
     with pytest.raises(ValueError, match="real.flac: could not decode it"):
         list(flac.blocks(path, info, 1000))
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_dr_flacs_float_samples_are_int16_over_32768_for_every_value(tmp_path, channels):
+    every = np.arange(-32768, 32768, dtype=np.int16)
+    rng = np.random.default_rng(1)
+    # stereo: the right channel close to the left, so the encoder picks its mid/side modes too
+    right = np.clip(every.astype(np.int32) + rng.integers(-3, 4, len(every)), -32768, 32767).astype(np.int16)
+    samples = np.stack([every, right], axis=1)[:, :channels]
+    path = tmp_path / "every.flac"
+    soundfile.write(str(path), samples, 16000, subtype="PCM_16")
+    info = soundfile.info(str(path))
+    as_int = flac.read(path, info)
+    assert np.array_equal(as_int, samples)
+    as_float = np.concatenate(list(flac.blocks(path, info, 5000, np.float32)))
+    assert as_float.dtype == np.float32
+    assert np.array_equal(as_float, samples.astype(np.float32) / np.float32(32768))
