@@ -1,10 +1,12 @@
 """Clip files: the format every downloaded clip has (16 kHz, mono, 16-bit FLAC, exactly
 round((end - start) * 16000) samples), checking it, and decoding audio for the model.
 
-Arbitrary audio (for `audiosetdl embed`) is decoded by ffmpeg, resampled with soxr, the same
-resampler the download stage uses, so embeddings of the same sound agree; `stream_audio` does it a
-window at a time, reading files already in the clip format (16 kHz mono 16-bit) as they are, and
-other lossless PCM files in this process with the same result (`audiosetdl.pcm`).
+Arbitrary audio (for `audiosetdl embed`) is decoded by ffmpeg, mixed to mono, then resampled with
+soxr, the resampler the download stage uses, so embeddings of the same sound agree (to 1 LSB on
+about 0.05% of samples for a stereo source: the download stage's single `aresample` resamples each
+channel before it mixes). `stream_audio` does it a window at a time, reading files already in the
+clip format (16 kHz mono 16-bit) as they are, and other lossless PCM files in this process with the
+same result (`audiosetdl.pcm`).
 """
 
 from __future__ import annotations

@@ -63,4 +63,6 @@ def blocks(path: Path, info, frames: int, dtype=np.int16) -> Iterator[np.ndarray
 def read(path: Path, info, dtype=np.int16) -> np.ndarray:
     """The whole file's (frames, channels) samples, int16 or float32 (int16 / 32768)."""
     parts = list(blocks(path, info, info.frames, dtype))
-    return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros((0, info.channels), dtype)
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.zeros((0, info.channels), dtype)

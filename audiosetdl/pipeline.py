@@ -94,7 +94,7 @@ def _decoder(sources: list, inputs: Callable, out: queue.Queue, stop: threading.
 @functools.lru_cache(maxsize=1)
 def _blas_controller() -> threadpoolctl.ThreadpoolController:
     """The process's thread pools, found once: finding them reads every loaded library (TensorFlow's
-    hundreds), 40 ms or more per run, which a local run would pay for each task."""
+    hundreds), 10-40 ms per run, which a local run would pay for each task."""
     return threadpoolctl.ThreadpoolController()
 
 
