@@ -44,7 +44,7 @@ def read_clip(path: Path) -> np.ndarray:
     if info.samplerate != SAMPLE_RATE or info.channels != 1:
         raise ValueError(f"{path}: expected 16 kHz mono, found {info.samplerate} Hz with {info.channels} channels")
     if flac.is_fast(info):
-        return flac.read(path, info, np.float32).reshape(-1)
+        return flac.read(path, info).reshape(-1)
     samples = soundfile.read(str(path), dtype="int16", always_2d=False)[0]
     return samples.astype(np.float32) / 32768.0
 

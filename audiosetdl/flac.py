@@ -6,9 +6,9 @@ mono clip: 1.4 against 2.1). For `embed` on a 2-core machine that is CPU taken f
 Both the downloaded clips (16 kHz mono 16-bit FLAC) and users' FLAC files come this way.
 
 Only 16-bit files (`is_fast`): others keep libsndfile, whose scaling of 24- and 32-bit samples
-to float is what `audiosetdl.pcm` is checked against. Samples are (frames, channels), int16, or
-float32 scaled by dr_flac itself: exactly int16 / 32768 (x << 16 times 2^-31, both exact), the
-scaling libsndfile and the VGGish reference use, without a second pass over the samples.
+to float is what `audiosetdl.pcm` is checked against. Samples are float32 (frames, channels),
+scaled by dr_flac itself: exactly int16 / 32768 (x << 16 times 2^-31, both exact), the scaling
+libsndfile and the VGGish reference use, without a second pass over the samples.
 
 dr_flac's functions are called through miniaudio's own cffi bindings (`miniaudio.lib`), reading
 straight into numpy arrays: its `flac_stream_file` zero-fills a buffer of the whole block size and
@@ -23,32 +23,26 @@ from typing import Iterator
 
 import numpy as np
 
-_READERS = {np.dtype(np.int16): ("ma_dr_flac_read_pcm_frames_s16", "ma_dr_flac_int16 *"),
-            np.dtype(np.float32): ("ma_dr_flac_read_pcm_frames_f32", "float *")}
-
-
 def is_fast(info) -> bool:
     """Whether a file (its `soundfile.info`) is 16-bit FLAC, which `blocks` decodes."""
     return info.format == "FLAC" and info.subtype == "PCM_16"
 
 
-def blocks(path: Path, info, frames: int, dtype=np.int16) -> Iterator[np.ndarray]:
-    """(n, channels) blocks of at most `frames` frames each, int16 or float32 (int16 / 32768), to the
-    end of the file (`info`: its `soundfile.info`). Raises ValueError naming the file when dr_flac
+def blocks(path: Path, info, frames: int) -> Iterator[np.ndarray]:
+    """float32 (n, channels) blocks (int16 / 32768) of at most `frames` frames each, to the end of the
+    file (`info`: its `soundfile.info`). Raises ValueError naming the file when dr_flac
     cannot open it, or when it ends before the frame count of its header: dr_flac, like ffmpeg,
     stops quietly at a damaged frame, and a file cut short is reported, not embedded in part."""
     from miniaudio import ffi, lib
 
-    read_name, pointer_type = _READERS[np.dtype(dtype)]
-    read = getattr(lib, read_name)
     handle = lib.ma_dr_flac_open_file(os.fsencode(str(path)), ffi.NULL)
     if not handle:
         raise ValueError(f"{path}: could not decode it: dr_flac could not open it as FLAC")
     decoded = 0
     try:
         while decoded < info.frames:
-            block = np.empty((min(max(1, frames), info.frames - decoded), info.channels), dtype)
-            got = read(handle, len(block), ffi.cast(pointer_type, ffi.from_buffer(block)))
+            block = np.empty((min(max(1, frames), info.frames - decoded), info.channels), np.float32)
+            got = lib.ma_dr_flac_read_pcm_frames_f32(handle, len(block), ffi.cast("float *", ffi.from_buffer(block)))
             if got <= 0:
                 break
             decoded += got
@@ -60,9 +54,9 @@ def blocks(path: Path, info, frames: int, dtype=np.int16) -> Iterator[np.ndarray
                          f"of the {info.frames:,} its header gives")
 
 
-def read(path: Path, info, dtype=np.int16) -> np.ndarray:
-    """The whole file's (frames, channels) samples, int16 or float32 (int16 / 32768)."""
-    parts = list(blocks(path, info, info.frames, dtype))
+def read(path: Path, info) -> np.ndarray:
+    """The whole file's float32 (frames, channels) samples (int16 / 32768)."""
+    parts = list(blocks(path, info, info.frames))
     if len(parts) == 1:
         return parts[0]
-    return np.concatenate(parts) if parts else np.zeros((0, info.channels), dtype)
+    return np.concatenate(parts) if parts else np.zeros((0, info.channels), np.float32)

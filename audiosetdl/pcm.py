@@ -132,7 +132,7 @@ def float_blocks(path: Path, info, frames: int) -> Iterator[np.ndarray]:
     scales them (x / 2^(bits-1)); 16-bit FLAC by dr_flac (`audiosetdl.flac`), the rest by libsndfile.
     Raises ValueError naming the file when it cannot be read."""
     if flac.is_fast(info):
-        yield from flac.blocks(path, info, frames, np.float32)
+        yield from flac.blocks(path, info, frames)
         return
     try:
         with soundfile.SoundFile(str(path)) as sound:
