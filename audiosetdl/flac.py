@@ -30,9 +30,9 @@ def is_fast(info) -> bool:
 
 def blocks(path: Path, info, frames: int) -> Iterator[np.ndarray]:
     """float32 (n, channels) blocks (int16 / 32768) of at most `frames` frames each, to the end of the
-    file (`info`: its `soundfile.info`). Raises ValueError naming the file when dr_flac
-    cannot open it, or when it ends before the frame count of its header: dr_flac, like ffmpeg,
-    stops quietly at a damaged frame, and a file cut short is reported, not embedded in part."""
+    file (`info`: its `soundfile.info`). Raises ValueError naming the file when dr_flac cannot open
+    it, or when it ends before the frame count of its header: dr_flac, like ffmpeg, stops quietly at
+    a damaged frame, and a file cut short is reported, not embedded in part."""
     from miniaudio import ffi, lib
 
     handle = lib.ma_dr_flac_open_file(os.fsencode(str(path)), ffi.NULL)
