@@ -221,7 +221,14 @@ class TrainOptions:
     neighbours: int = option(100, "blend in the labels of each clip's K most similar training clips (0: off); "
                                   "kept in the model directory as neighbours.npz", metavar="K")
     neighbour_temperature: float = option(0.1, "softmax temperature of the neighbours' cosine similarities")
-    neighbour_weight: float = option(0.4, "share of the neighbours' scores in the blend with the networks' average")
+    neighbour_weight: float = option(0.3, "share of the neighbours' scores in the blend with the networks' average")
+    learned_neighbours: int = option(100, "also blend in the labels of each clip's K most similar training clips by "
+                                          "the first feature member's pooled hidden vector (0: off); kept as "
+                                          "learned_neighbours.npz", metavar="K")
+    learned_neighbour_weight: float = option(0.2, "share of the learned neighbours' scores in the blend (the networks "
+                                                  "get what the two memories leave)")
+    learned_neighbour_dims: int = option(128, "principal axes of the pooled hidden vectors the learned memory keeps "
+                                              "(0: all)")
     ensemble: int = option(4, "members trained from seeds seed, seed+1, ... (networks from --pooling in turn); "
                               "their scores are averaged")
     seed: int = option(0, "seed of the data order, the held-out slice and the weights: same seed, same order")

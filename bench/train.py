@@ -41,19 +41,25 @@ def parse_set(pairs: list[str]) -> dict:
 
 
 def blend_parts(model_dir: Path, eval_dir: Path) -> list[tuple]:
-    """The trained model's networks alone and its neighbour memory alone, on the same eval records."""
+    """The trained model's networks alone and each neighbour memory alone, on the same eval records."""
     from audiosetdl.labels import data, metrics
-    from audiosetdl.labels.model import as_batch, load_classifier
+    from audiosetdl.labels.model import as_batch, learned_vectors, load_classifier
 
     classifier = load_classifier(model_dir)
-    if classifier.neighbours is None:
+    if classifier.neighbours is None and classifier.learned is None:
         return []
     eval_set = data.load([eval_dir], len(classifier.classes))
     frames, mask = as_batch(eval_set.frames, eval_set.lengths)
-    memory = classifier.neighbours.scores(frames, mask)
-    networks = dataclasses.replace(classifier, neighbours=None).scores(eval_set.frames, eval_set.lengths)
-    return [("networks only", metrics.compute(eval_set.labels, networks), float("nan")),
-            ("neighbours only", metrics.compute(eval_set.labels, memory), float("nan"))]
+    networks = dataclasses.replace(classifier, neighbours=None, learned=None).scores(eval_set.frames, eval_set.lengths)
+    rows = [("networks only", metrics.compute(eval_set.labels, networks), float("nan"))]
+    if classifier.neighbours is not None:
+        rows.append(("neighbours only", metrics.compute(eval_set.labels, classifier.neighbours.scores(frames, mask)),
+                     float("nan")))
+    if classifier.learned is not None:
+        vectors = learned_vectors(classifier.members[classifier.learned_member], frames, mask)
+        rows.append(("learned neighbours only", metrics.compute(eval_set.labels, classifier.learned.vector_scores(vectors)),
+                     float("nan")))
+    return rows
 
 
 def main() -> int:

@@ -128,7 +128,7 @@ def test_mixed_ensemble_members_keep_their_networks(tmp_path, synth_model):
             (old / path.name).write_bytes(path.read_bytes())
     document = json.loads((old / "config.json").read_text())
     document["model"], document["members"] = document["members"][0], 1
-    del document["neighbours"]
+    del document["neighbours"], document["learned_neighbours"]
     (old / "config.json").write_text(json.dumps(document))
     loaded = load_classifier(old)
     assert [config.pooling for config in loaded.configs] == ["multi"]

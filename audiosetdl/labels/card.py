@@ -45,6 +45,17 @@ def _neighbours_line(options: dict) -> list[str]:
                 f"{options['neighbour_temperature']}), weight {options['neighbour_weight']}: `neighbours.npz`."]
 
 
+def _learned_neighbours_line(options: dict, configs) -> list[str]:
+    member = next((index for index, config in enumerate(configs) if config.pooling == "feature"), None)
+    if not options.get("learned_neighbours") or member is None:
+        return []
+    dims = options["learned_neighbour_dims"] or "all"
+    return ["", f"And with the labels of each clip's {options['learned_neighbours']} most similar training clips by "
+                f"member {member + 1}'s pooled hidden vector (what its classifier sees; standardised, {dims} "
+                f"principal axes, cosine similarity, softmax temperature {options['neighbour_temperature']}), weight "
+                f"{options['learned_neighbour_weight']}: `learned_neighbours.npz`."]
+
+
 def render(info: dict, configs, classes: ClassIndex) -> str:
     """The README.md of a model directory whose members are the networks `configs`."""
     training = info["training"]
@@ -60,6 +71,7 @@ def render(info: dict, configs, classes: ClassIndex) -> str:
         "outputs. Input: the released uint8 VGGish embeddings (0.96 s per frame), dequantized as YouTube-8M does; "
         "clips under 10 frames are padded and masked.",
         *_neighbours_line(options),
+        *_learned_neighbours_line(options, configs),
         "",
         "## Data",
         f"- Trained on {training['records']} records of {', '.join(training['sources'])}"

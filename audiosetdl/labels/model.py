@@ -21,11 +21,12 @@ Inputs are the released uint8 bytes, dequantized inside the network the YouTube-
 
 An ensemble may mix networks (each member has its own `ModelConfig`): members that pool
 differently make different errors, so their average gains more than seeds of one network do.
-A memory of the training clips (`neighbours.py`) errs differently again; its scores are blended in.
+A memory of the training clips (`neighbours.py`) errs differently again; its scores are blended in,
+and so are those of a second memory, of what the first `feature` member learned (`learned_vectors`).
 
 A model directory holds `config.json` (each member's network, the neighbour parameters, the
 training options and figures), `class_labels_indices.csv`, one `member-NN.weights.h5` per ensemble
-member (their scores are averaged), `neighbours.npz` and `README.md`, the model card. `load_classifier(dir).scores(embeddings)` is the API
+member (their scores are averaged), `neighbours.npz`, `learned_neighbours.npz` and `README.md`, the model card. `load_classifier(dir).scores(embeddings)` is the API
 for anything that labels audio.
 """
 
@@ -42,7 +43,7 @@ import numpy as np
 from audiosetdl.config import POOLINGS
 from audiosetdl.labels import ModelDirError
 from audiosetdl.labels.data import pad_frames
-from audiosetdl.labels.neighbours import NeighbourMemory, NeighbourParams
+from audiosetdl.labels.neighbours import LEARNED_NEIGHBOURS_FILENAME, NeighbourMemory, NeighbourParams
 from audiosetdl.metadata.ontology import LABELS_FILENAME, ClassIndex
 from audiosetdl.tfenv import import_tensorflow
 from audiosetdl.vggish.params import EMBEDDING_SIZE
@@ -184,6 +185,17 @@ def predict(model: keras.Model, frames: np.ndarray, mask: np.ndarray, batch: int
     return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
 
 
+def vector_model(member: keras.Model) -> keras.Model:
+    """A `feature` network cut before its classifier: each clip's pooled vector (hidden_units numbers,
+    after the pooled batch norm and ReLU; no dropout at inference), sharing the member's weights."""
+    return keras.Model(member.inputs, member.get_layer("classifier").input, name=f"{member.name}_vectors")
+
+
+def learned_vectors(member: keras.Model, frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(N, hidden_units) float32: `vector_model(member)` of each clip."""
+    return predict(vector_model(member), frames, mask)
+
+
 @dataclass
 class Classifier:
     """A trained model directory: `scores` averages its members' clip-level class probabilities
@@ -195,19 +207,32 @@ class Classifier:
     members: list[keras.Model]
     info: dict = dataclasses.field(default_factory=dict)
     neighbours: NeighbourMemory | None = None
+    learned: NeighbourMemory | None = None  # of the `learned_vectors` of members[learned_member]
+    learned_member: int = 0
+    _vectors: keras.Model | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.configs) != len(self.members):
             raise ValueError(f"{len(self.configs)} configs for {len(self.members)} members")
+        if self.learned is not None and not (0 <= self.learned_member < len(self.configs)
+                                             and self.configs[self.learned_member].pooling == "feature"):
+            raise ValueError(f"the learned memory needs a feature member, not member {self.learned_member}")
 
     def scores(self, embeddings: np.ndarray | Sequence[np.ndarray], lengths: np.ndarray | None = None) -> np.ndarray:
         """(N, classes) float32 probabilities of N clips of per-frame uint8 embeddings."""
         frames, mask = as_batch(embeddings, lengths)
         networks = np.mean([predict(member, frames, mask) for member in self.members], axis=0)
-        if self.neighbours is None:
-            return networks.astype(np.float32)
-        weight = self.neighbours.params.weight
-        return ((1 - weight) * networks + weight * self.neighbours.scores(frames, mask)).astype(np.float32)
+        blend, left = np.zeros_like(networks, dtype=np.float64), 1.0
+        if self.neighbours is not None:
+            blend += self.neighbours.params.weight * self.neighbours.scores(frames, mask)
+            left -= self.neighbours.params.weight
+        if self.learned is not None:
+            if self._vectors is None:
+                self._vectors = vector_model(self.members[self.learned_member])
+            vectors = predict(self._vectors, frames, mask)
+            blend += self.learned.params.weight * self.learned.vector_scores(vectors)
+            left -= self.learned.params.weight
+        return (left * networks + blend).astype(np.float32)
 
     def save(self, directory: str | Path, class_index_file: str | Path, card: str) -> Path:
         directory = Path(directory)
@@ -219,6 +244,9 @@ class Classifier:
         if self.neighbours is not None:
             self.neighbours.save(directory)
             document["neighbours"] = dataclasses.asdict(self.neighbours.params)
+        if self.learned is not None:
+            self.learned.save(directory, LEARNED_NEIGHBOURS_FILENAME)
+            document["learned_neighbours"] = {**dataclasses.asdict(self.learned.params), "member": self.learned_member}
         (directory / CONFIG_FILENAME).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
         (directory / CARD_FILENAME).write_text(card, encoding="utf-8")
         return directory
@@ -237,6 +265,9 @@ def load_classifier(directory: str | Path) -> Classifier:
         else:
             configs = [ModelConfig(**member) for member in document["members"]]
         neighbour_params = NeighbourParams(**document["neighbours"]) if document.get("neighbours") else None
+        learned = dict(document.get("learned_neighbours") or {})
+        learned_member = int(learned.pop("member", 0))
+        learned_params = NeighbourParams(**learned) if learned else None
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelDirError(f"{config_path}: unreadable model config ({exc})") from None
     try:
@@ -254,6 +285,8 @@ def load_classifier(directory: str | Path) -> Classifier:
         members.append(model)
     try:
         neighbours = NeighbourMemory.load(directory, neighbour_params) if neighbour_params else None
+        learned_memory = NeighbourMemory.load(directory, learned_params, LEARNED_NEIGHBOURS_FILENAME) \
+            if learned_params else None
     except (OSError, ValueError, KeyError) as exc:
         raise ModelDirError(f"{directory}: cannot load the neighbour memory ({exc})") from None
-    return Classifier(configs, classes, members, document, neighbours)
+    return Classifier(configs, classes, members, document, neighbours, learned_memory, learned_member)

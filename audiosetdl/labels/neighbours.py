@@ -11,6 +11,12 @@ ensemble more than another network does. The memory is `neighbours.npz` in the m
 the training clips' unit vectors (float32, 11 MB for bal_train, 1 GB for unbal_train's 2 M) and their
 labels (packed bits); its parameters are in `config.json`. Pooling and scoring work in blocks of clips
 whose temporaries stay under BLOCK_BYTES, whatever the memory's size.
+
+A second memory works the same way on other vectors: the `feature` network's pooled hidden vector of
+each clip (`model.learned_vectors`, 1024 numbers), standardised, projected on its `dims` principal
+axes (of the training clips) and scaled to unit length: `learned_neighbours.npz`. Clips close in
+what the network learned share labels more often than clips close in mean frame, so alone it is as
+good as the network itself, and blended it still errs differently from the network's own classifier.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import numpy as np
 from audiosetdl.vggish.postprocess import dequantize
 
 NEIGHBOURS_FILENAME = "neighbours.npz"
+LEARNED_NEIGHBOURS_FILENAME = "learned_neighbours.npz"
 BLOCK_BYTES = 1 << 30  # the largest temporary of one block of clips: bounded for unbal_train's 2M clips too
 
 
@@ -54,30 +61,65 @@ def pooled(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _unit(vectors: np.ndarray, centre: np.ndarray, spread: np.ndarray) -> np.ndarray:
+def _unit(vectors: np.ndarray, centre: np.ndarray, spread: np.ndarray, projection: np.ndarray | None = None) -> np.ndarray:
     standard = (vectors - centre) / spread
+    if projection is not None:
+        standard = standard @ projection
     return (standard / np.maximum(np.linalg.norm(standard, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def principal_axes(vectors: np.ndarray, centre: np.ndarray, spread: np.ndarray, dims: int) -> np.ndarray:
+    """(D, dims) float32: the `dims` leading principal axes of the standardised vectors (N, D), from
+    their covariance summed in blocks (N may be millions), largest variance first."""
+    covariance = np.zeros((vectors.shape[1], vectors.shape[1]), np.float64)
+    step = _rows_per_block(16 * vectors.shape[1])
+    for start in range(0, len(vectors), step):
+        block = (vectors[start:start + step].astype(np.float64) - centre) / spread
+        covariance += block.T @ block
+    vectors_by_variance = np.linalg.eigh(covariance)[1][:, ::-1]
+    return np.ascontiguousarray(vectors_by_variance[:, :dims], dtype=np.float32)
+
+
+def _units(vectors: np.ndarray, centre: np.ndarray, spread: np.ndarray, projection: np.ndarray | None) -> np.ndarray:
+    """`_unit` of many vectors, a block at a time (its temporaries bounded like the rest)."""
+    out = np.empty((len(vectors), vectors.shape[1] if projection is None else projection.shape[1]), np.float32)
+    step = _rows_per_block(12 * vectors.shape[1])
+    for start in range(0, len(vectors), step):
+        out[start:start + step] = _unit(vectors[start:start + step], centre, spread, projection)
+    return out
 
 
 @dataclass(frozen=True, eq=False)
 class NeighbourMemory:
     params: NeighbourParams
-    centre: np.ndarray  # (128,) mean pooled training clip
-    spread: np.ndarray  # (128,) per-dimension standard deviation of the pooled training clips
-    keys: np.ndarray  # (N, 128) float32 unit vectors of the training clips
+    centre: np.ndarray  # (D,) mean pooled training clip
+    spread: np.ndarray  # (D,) per-dimension standard deviation of the pooled training clips
+    keys: np.ndarray  # (N, D or dims) float32 unit vectors of the training clips
     labels: np.ndarray  # (N, classes) uint8 multi-hot
+    projection: np.ndarray | None = None  # (D, dims) principal axes, or None: keys in all D dimensions
 
     @classmethod
     def build(cls, frames: np.ndarray, mask: np.ndarray, labels: np.ndarray, params: NeighbourParams):
-        """The memory of these training clips (k at most their number)."""
-        params = dataclasses.replace(params, k=min(params.k, len(frames)))
-        vectors = pooled(frames, mask)
+        """The memory of these training clips' mean frames (k at most their number)."""
+        return cls.from_vectors(pooled(frames, mask), labels, params)
+
+    @classmethod
+    def from_vectors(cls, vectors: np.ndarray, labels: np.ndarray, params: NeighbourParams, dims: int = 0):
+        """The memory of training clips given as vectors (N, D); `dims` (0 < dims < D) keeps only
+        their leading principal axes."""
+        params = dataclasses.replace(params, k=min(params.k, len(vectors)))
         centre, spread = vectors.mean(axis=0), np.maximum(vectors.std(axis=0), 1e-6)
-        return cls(params, centre, spread, _unit(vectors, centre, spread), labels.astype(np.uint8))
+        projection = principal_axes(vectors, centre, spread, dims) if 0 < dims < vectors.shape[1] else None
+        return cls(params, centre, spread, _units(vectors, centre, spread, projection), labels.astype(np.uint8),
+                   projection)
 
     def scores(self, frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """(N, classes) float32: the similarity-weighted labels of each clip's k nearest training clips."""
-        queries = _unit(pooled(frames, mask), self.centre, self.spread)
+        return self.vector_scores(pooled(frames, mask))
+
+    def vector_scores(self, vectors: np.ndarray) -> np.ndarray:
+        """`scores` of clips given as the vectors the memory was built from."""
+        queries = _units(vectors, self.centre, self.spread, self.projection)
         k, out = self.params.k, np.zeros((len(queries), self.labels.shape[1]), np.float32)
         step = _rows_per_block(12 * len(self.keys) + 4 * k * self.labels.shape[1])  # similarities, their order, labels
         for start in range(0, len(queries), step):
@@ -89,14 +131,16 @@ class NeighbourMemory:
             out[start:start + step] = np.einsum("nk,nkc->nc", weights, self.labels[nearest].astype(np.float32))
         return out
 
-    def save(self, directory: Path) -> Path:
-        path = Path(directory) / NEIGHBOURS_FILENAME
+    def save(self, directory: Path, filename: str = NEIGHBOURS_FILENAME) -> Path:
+        path = Path(directory) / filename
+        extra = {} if self.projection is None else {"projection": self.projection}
         np.savez_compressed(path, centre=self.centre, spread=self.spread, keys=self.keys,
-                            labels=np.packbits(self.labels, axis=1), classes=np.int64(self.labels.shape[1]))
+                            labels=np.packbits(self.labels, axis=1), classes=np.int64(self.labels.shape[1]), **extra)
         return path
 
     @classmethod
-    def load(cls, directory: Path, params: NeighbourParams) -> "NeighbourMemory":
-        with np.load(Path(directory) / NEIGHBOURS_FILENAME) as stored:
+    def load(cls, directory: Path, params: NeighbourParams, filename: str = NEIGHBOURS_FILENAME) -> "NeighbourMemory":
+        with np.load(Path(directory) / filename) as stored:
             labels = np.unpackbits(stored["labels"], axis=1, count=int(stored["classes"]))
-            return cls(params, stored["centre"], stored["spread"], stored["keys"], labels)
+            projection = stored["projection"] if "projection" in stored.files else None
+            return cls(params, stored["centre"], stored["spread"], stored["keys"], labels, projection)

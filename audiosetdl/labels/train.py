@@ -5,7 +5,8 @@ Owns the training loop: every record loaded once into numpy (`data.py`), a seede
 (class-balanced sampling as Kong et al. 2018, or seeded shuffles), mixup and label smoothing,
 AdamW with a cosine or constant learning rate, one XLA-compiled step, an ensemble of members
 (networks from `--pooling` in turn, consecutive seeds) whose scores are averaged, and the
-training clips' neighbour memory (`neighbours.py`) blended in. An optional
+training clips' two neighbour memories (`neighbours.py`: of their mean frames, and of the first
+`feature` member's pooled hidden vectors) blended in. An optional
 seeded held-out slice of the training records gives figures for model selection; `--eval` data
 is scored once, at the end.
 """
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from audiosetdl.config import TrainOptions
 from audiosetdl.labels import DataError, card, data, metrics
-from audiosetdl.labels.model import Classifier, ModelConfig, as_batch, build, predict
+from audiosetdl.labels.model import Classifier, ModelConfig, as_batch, build, learned_vectors, predict
 from audiosetdl.labels.neighbours import NeighbourMemory, NeighbourParams
 from audiosetdl.metadata.ontology import LABELS_FILENAME, ClassIndex
 
@@ -118,10 +119,30 @@ def member_configs(options: TrainOptions, num_classes: int) -> list[ModelConfig]
 
 def neighbour_params(options: TrainOptions) -> NeighbourParams | None:
     """The neighbour memory's parameters (checked before any training); None when `neighbours` is 0."""
-    if options.neighbours == 0:
+    return _memory_params(options.neighbours, options.neighbour_temperature, options.neighbour_weight)
+
+
+def learned_memory_plan(options: TrainOptions, configs: list[ModelConfig]) -> tuple[NeighbourParams | None, int]:
+    """The learned memory's parameters and the member whose vectors it keeps (the first `feature` one),
+    checked before any training; None when `learned_neighbours` is 0 or no member is a `feature` network."""
+    params = _memory_params(options.learned_neighbours, options.neighbour_temperature, options.learned_neighbour_weight)
+    weights = (options.neighbour_weight if options.neighbours else 0) + (params.weight if params else 0)
+    if weights > 1:
+        raise DataError(f"train options: the neighbour weights add up to {weights:g}, more than 1")
+    if options.learned_neighbour_dims < 0:
+        raise DataError(f"train options: learned_neighbour_dims must be >= 0, got {options.learned_neighbour_dims}")
+    member = next((index for index, config in enumerate(configs) if config.pooling == "feature"), None)
+    if params is not None and member is None:
+        log.warning("no feature member in the ensemble: no learned neighbour memory")
+        return None, 0
+    return params, member or 0
+
+
+def _memory_params(k: int, temperature: float, weight: float) -> NeighbourParams | None:
+    if k == 0:
         return None
     try:
-        return NeighbourParams(options.neighbours, options.neighbour_temperature, options.neighbour_weight)
+        return NeighbourParams(k, temperature, weight)
     except ValueError as exc:
         raise DataError(f"train options: {exc}") from None
 
@@ -221,6 +242,7 @@ def train(sources: Sequence[str | Path], out: str | Path, options: TrainOptions,
     classes = ClassIndex.load(index_path)
     configs = member_configs(options, len(classes))
     memory_params = neighbour_params(options)
+    learned_params, learned_member = learned_memory_plan(options, configs)
     started = time.monotonic()
     everything = data.load(sources, len(classes))
     train_set, holdout = data.split_holdout(everything, options.holdout, options.seed)
@@ -240,8 +262,13 @@ def train(sources: Sequence[str | Path], out: str | Path, options: TrainOptions,
             members.append(train_member(train_set, options, seed, model_config, monitor, bar))
     neighbours = NeighbourMemory.build(train_set.frames, train_set.mask, train_set.labels, memory_params) \
         if memory_params else None
+    learned = None
+    if learned_params:
+        vectors = learned_vectors(members[learned_member], train_set.frames, train_set.mask)
+        learned = NeighbourMemory.from_vectors(vectors, train_set.labels, learned_params, options.learned_neighbour_dims)
     seconds = time.monotonic() - started
-    classifier = Classifier(configs, classes, members, neighbours=neighbours)
+    classifier = Classifier(configs, classes, members, neighbours=neighbours, learned=learned,
+                            learned_member=learned_member)
     held = metrics.compute(holdout.labels, classifier.scores(holdout.frames, holdout.lengths)) if holdout else None
     evaluated = metrics.compute(eval_set.labels, classifier.scores(eval_set.frames, eval_set.lengths)) \
         if eval_set is not None else None
