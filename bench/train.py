@@ -57,8 +57,8 @@ def blend_parts(model_dir: Path, eval_dir: Path) -> list[tuple]:
                      float("nan")))
     if classifier.learned is not None:
         vectors = learned_vectors(classifier.members[classifier.learned_member], frames, mask)
-        rows.append(("learned neighbours only", metrics.compute(eval_set.labels, classifier.learned.vector_scores(vectors)),
-                     float("nan")))
+        learned = classifier.learned.vector_scores(vectors)
+        rows.append(("learned neighbours only", metrics.compute(eval_set.labels, learned), float("nan")))
     return rows
 
 
@@ -94,9 +94,10 @@ def main() -> int:
     rows.append(("class prior", metrics.compute(eval_set.labels, prior), time.monotonic() - started))
     reference = rows[0][1].mean_ap
     print(f"\neval: {len(eval_set)} records of {eval_dir}; trained on {train_dir} ({len(train_set)} records)")
-    print(f"{'model':<16} {'mAP':>7} {'AUC':>7} {'d-prime':>8} {'train s':>8} {'mAP ratio':>10}")
+    width = max(len(row[0]) for row in rows)
+    print(f"{'model':<{width}} {'mAP':>7} {'AUC':>7} {'d-prime':>8} {'train s':>8} {'mAP ratio':>10}")
     for name, figures, seconds in rows:
-        print(f"{name:<16} {figures.mean_ap:7.4f} {figures.mean_auc:7.4f} {figures.d_prime:8.3f} {seconds:8.0f} "
+        print(f"{name:<{width}} {figures.mean_ap:7.4f} {figures.mean_auc:7.4f} {figures.d_prime:8.3f} {seconds:8.0f} "
               f"{reference / figures.mean_ap:9.2f}x")
     return 0
 

@@ -134,7 +134,8 @@ def test_projected_memory_matches_a_float64_computation_and_blocks_change_nothin
     params = NeighbourParams(k=12, temperature=0.1, weight=0.2)
     memory = NeighbourMemory.from_vectors(train_vectors, train_labels, params, dims=6)
     assert memory.keys.shape == (400, 6) and memory.projection.shape == (24, 6)
-    expected = _projected_reference(train_vectors.astype(np.float64), train_labels, queries.astype(np.float64), 6, 12, 0.1)
+    expected = _projected_reference(train_vectors.astype(np.float64), train_labels, queries.astype(np.float64),
+                                    6, 12, 0.1)
     np.testing.assert_allclose(memory.vector_scores(queries), expected, rtol=1e-4, atol=1e-5)
     monkeypatch.setattr(neighbours, "BLOCK_BYTES", 16 * 24 * 7)  # covariance summed 7 rows at a time
     blocked = NeighbourMemory.from_vectors(train_vectors, train_labels, params, dims=6)

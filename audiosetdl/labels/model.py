@@ -26,8 +26,8 @@ and so are those of a second memory, of what the first `feature` member learned 
 
 A model directory holds `config.json` (each member's network, the neighbour parameters, the
 training options and figures), `class_labels_indices.csv`, one `member-NN.weights.h5` per ensemble
-member (their scores are averaged), `neighbours.npz`, `learned_neighbours.npz` and `README.md`, the model card. `load_classifier(dir).scores(embeddings)` is the API
-for anything that labels audio.
+member (their scores are averaged), `neighbours.npz`, `learned_neighbours.npz` and `README.md`, the
+model card. `load_classifier(dir).scores(embeddings)` is the API for anything that labels audio.
 """
 
 from __future__ import annotations

@@ -61,7 +61,8 @@ def pooled(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _unit(vectors: np.ndarray, centre: np.ndarray, spread: np.ndarray, projection: np.ndarray | None = None) -> np.ndarray:
+def _unit(vectors: np.ndarray, centre: np.ndarray, spread: np.ndarray,
+          projection: np.ndarray | None = None) -> np.ndarray:
     standard = (vectors - centre) / spread
     if projection is not None:
         standard = standard @ projection

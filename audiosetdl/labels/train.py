@@ -265,7 +265,8 @@ def train(sources: Sequence[str | Path], out: str | Path, options: TrainOptions,
     learned = None
     if learned_params:
         vectors = learned_vectors(members[learned_member], train_set.frames, train_set.mask)
-        learned = NeighbourMemory.from_vectors(vectors, train_set.labels, learned_params, options.learned_neighbour_dims)
+        learned = NeighbourMemory.from_vectors(vectors, train_set.labels, learned_params,
+                                               options.learned_neighbour_dims)
     seconds = time.monotonic() - started
     classifier = Classifier(configs, classes, members, neighbours=neighbours, learned=learned,
                             learned_member=learned_member)
