@@ -10,6 +10,7 @@ import collections
 import dataclasses
 import platform
 
+from audiosetdl.labels.model import first_feature_member
 from audiosetdl.metadata.ontology import ClassIndex
 
 POOLING_TEXT = {
@@ -46,7 +47,7 @@ def _neighbours_line(options: dict) -> list[str]:
 
 
 def _learned_neighbours_line(options: dict, configs) -> list[str]:
-    member = next((index for index, config in enumerate(configs) if config.pooling == "feature"), None)
+    member = first_feature_member(configs)
     if not options.get("learned_neighbours") or member is None:
         return []
     dims = options["learned_neighbour_dims"] or "all"

@@ -185,6 +185,12 @@ def predict(model: keras.Model, frames: np.ndarray, mask: np.ndarray, batch: int
     return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
 
 
+def first_feature_member(configs: Sequence[ModelConfig]) -> int | None:
+    """The index of the first `feature` network among an ensemble's members (whose pooled vectors the
+    learned neighbour memory keeps), or None."""
+    return next((index for index, config in enumerate(configs) if config.pooling == "feature"), None)
+
+
 def vector_model(member: keras.Model) -> keras.Model:
     """A `feature` network cut before its classifier: each clip's pooled vector (hidden_units numbers,
     after the pooled batch norm and ReLU; no dropout at inference), sharing the member's weights."""

@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from audiosetdl.config import TrainOptions
 from audiosetdl.labels import DataError, card, data, metrics
-from audiosetdl.labels.model import Classifier, ModelConfig, as_batch, build, learned_vectors, predict
+from audiosetdl.labels.model import (Classifier, ModelConfig, as_batch, build, first_feature_member, learned_vectors,
+                                     predict)
 from audiosetdl.labels.neighbours import NeighbourMemory, NeighbourParams
 from audiosetdl.metadata.ontology import LABELS_FILENAME, ClassIndex
 
@@ -131,7 +132,7 @@ def learned_memory_plan(options: TrainOptions, configs: list[ModelConfig]) -> tu
         raise DataError(f"train options: the neighbour weights add up to {weights:g}, more than 1")
     if options.learned_neighbour_dims < 0:
         raise DataError(f"train options: learned_neighbour_dims must be >= 0, got {options.learned_neighbour_dims}")
-    member = next((index for index, config in enumerate(configs) if config.pooling == "feature"), None)
+    member = first_feature_member(configs)
     if params is not None and member is None:
         log.warning("no feature member in the ensemble: no learned neighbour memory")
         return None, 0
