@@ -43,7 +43,7 @@ def parse_set(pairs: list[str]) -> dict:
 def blend_parts(model_dir: Path, eval_dir: Path) -> list[tuple]:
     """The trained model's networks alone and each neighbour memory alone, on the same eval records."""
     from audiosetdl.labels import data, metrics
-    from audiosetdl.labels.model import as_batch, learned_vectors, load_classifier
+    from audiosetdl.labels.model import as_batch, load_classifier
 
     classifier = load_classifier(model_dir)
     if classifier.neighbours is None and classifier.learned is None:
@@ -56,9 +56,8 @@ def blend_parts(model_dir: Path, eval_dir: Path) -> list[tuple]:
         rows.append(("neighbours only", metrics.compute(eval_set.labels, classifier.neighbours.scores(frames, mask)),
                      float("nan")))
     if classifier.learned is not None:
-        vectors = learned_vectors(classifier.members[classifier.learned_member], frames, mask)
-        learned = classifier.learned.vector_scores(vectors)
-        rows.append(("learned neighbours only", metrics.compute(eval_set.labels, learned), float("nan")))
+        rows.append(("learned neighbours only", metrics.compute(eval_set.labels, classifier.learned_scores(frames, mask)),
+                     float("nan")))
     return rows
 
 

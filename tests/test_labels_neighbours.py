@@ -94,6 +94,7 @@ def test_the_model_directory_keeps_both_memories_and_blends_them(synth_model, sy
     networks = np.mean([predict(member, frames, mask) for member in classifier.members], axis=0)
     remembered = classifier.neighbours.scores(frames, mask)
     learned = classifier.learned.vector_scores(learned_vectors(classifier.members[1], frames, mask))
+    np.testing.assert_array_equal(classifier.learned_scores(frames, mask), learned)
     np.testing.assert_allclose(classifier.scores(evaluation.frames, evaluation.lengths),
                                0.5 * networks + 0.3 * remembered + 0.2 * learned, rtol=1e-5, atol=1e-6)
     assert metrics.compute(evaluation.labels, remembered).mean_ap > 0.9  # the synthetic classes are separable

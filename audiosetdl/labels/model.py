@@ -233,12 +233,15 @@ class Classifier:
             blend += self.neighbours.params.weight * self.neighbours.scores(frames, mask)
             left -= self.neighbours.params.weight
         if self.learned is not None:
-            if self._vectors is None:
-                self._vectors = vector_model(self.members[self.learned_member])
-            vectors = predict(self._vectors, frames, mask)
-            blend += self.learned.params.weight * self.learned.vector_scores(vectors)
+            blend += self.learned.params.weight * self.learned_scores(frames, mask)
             left -= self.learned.params.weight
         return (left * networks + blend).astype(np.float32)
+
+    def learned_scores(self, frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The learned memory's own (N, classes) scores of clips (`as_batch`'s frames and mask)."""
+        if self._vectors is None:
+            self._vectors = vector_model(self.members[self.learned_member])
+        return self.learned.vector_scores(predict(self._vectors, frames, mask))
 
     def save(self, directory: str | Path, class_index_file: str | Path, card: str) -> Path:
         directory = Path(directory)
