@@ -235,6 +235,11 @@ class TrainOptions:
     holdout: float = option(0.0, "fraction of the training records held out for model selection (0: none)")
     log_every: int = option(200, "log the loss (and held-out mAP) every this many steps (0: never)")
     threads: int = option(2, "TensorFlow CPU threads (0: TensorFlow's default, all cores)")
+    precision: str = option(DEFAULT_PRECISION, "training arithmetic: fp32 (float32, TensorFloat-32 off), tf32 "
+                                               "(TensorFloat-32 on Ampere and newer GPUs) or bf16 (Keras's "
+                                               "mixed_bfloat16: 1.7-1.9x as fast on a CPU with AVX512-BF16 or "
+                                               "AMX-BF16, slower where bfloat16 is emulated); the saved model and "
+                                               "all scoring are float32 whatever was chosen", choices=PRECISIONS)
 
 
 @dataclass(frozen=True)

@@ -92,3 +92,47 @@ def test_frame_dropout_hides_real_frames_only_and_never_all_of_a_clip():
     assert kept[0::3].sum() == 200  # a one-frame clip always keeps its frame
     assert 0.4 < kept[2::3].mean() < 0.6  # about half of a full clip's frames are hidden
     np.testing.assert_array_equal(_drop_frames(mask, 0.5, np.random.default_rng(0)), kept)  # seeded
+
+
+def test_bf16_training_learns_and_saves_a_float32_model(synth_dataset, tmp_path):
+    """--precision bf16 trains under Keras's mixed_bfloat16 policy; what is saved and scored is the
+    float32 network (float32 weights, float32 scores that do not tie), and it learns as fp32 does."""
+    import dataclasses
+
+    import keras
+
+    from audiosetdl.config import TrainOptions
+    from audiosetdl.labels.model import load_classifier
+    from audiosetdl.labels.train import train
+
+    assert TrainOptions().precision == "fp32"
+    options = dataclasses.replace(TrainOptions(), **{**SYNTH_OPTIONS, "pooling": ("feature", "attention"), "ensemble": 2,
+                                                     "precision": "bf16"})
+    result = train([synth_dataset["train"]], tmp_path / "m", options, eval_sources=[synth_dataset["eval"]])
+    assert result.evaluation.mean_ap > 0.9 and result.evaluation.mean_auc > 0.95
+    assert keras.config.dtype_policy().name == "float32"  # the mixed policy does not outlive the build
+    classifier = load_classifier(tmp_path / "m")
+    assert classifier.info["training"]["options"]["precision"] == "bf16"
+    assert "bf16 arithmetic" in (tmp_path / "m" / "README.md").read_text()  # the model card says so
+    for member in classifier.members:
+        assert {weight.dtype for weight in member.weights} == {"float32"}
+        assert all(layer.compute_dtype == "float32" for layer in member.layers)
+    frames = np.random.default_rng(0).integers(0, 256, (64, 10, 128), dtype=np.uint8)
+    scores = classifier.scores(frames)
+    assert scores.dtype == np.float32 and len(np.unique(scores)) > 0.99 * scores.size
+
+
+def test_bf16_build_keeps_the_probabilities_in_float32():
+    """Under mixed_bfloat16 the per-frame layers compute in bfloat16, but the sigmoids, attention and
+    output do not (bfloat16 keeps 8 bits: scores would tie, and 1 - 1e-7 would round to 1)."""
+    from audiosetdl.labels.model import ModelConfig, build
+
+    for pooling in ("attention", "feature", "multi"):
+        model = build(ModelConfig(num_classes=5, pooling=pooling, hidden_units=16, hidden_layers=2),
+                      prior=0.01, compute_dtype="bfloat16")
+        assert model.get_layer("fc1").compute_dtype == "bfloat16"
+        assert model.get_layer("dequantize").compute_dtype == "float32"
+        frames = np.random.default_rng(1).integers(0, 256, (8, 10, 128)).astype(np.float32)
+        out = model({"frames": frames, "mask": np.ones((8, 10), np.float32)})
+        low_bits = np.asarray(out, np.float32).view(np.uint32) & 0xFFFF
+        assert out.dtype == "float32" and (low_bits != 0).mean() > 0.9  # not bfloat16 values in float32 clothing

@@ -84,7 +84,8 @@ def render(info: dict, configs, classes: ClassIndex) -> str:
         *_figures("evaluation set" + (f" ({', '.join(info['evaluation']['sources'])})" if info.get("evaluation")
                                       else ""), info.get("evaluation")),
         f"- Training time: {training['seconds']:.0f} s on {platform.machine()} with {options['threads']} "
-        "TensorFlow thread(s) (0: all cores)",
+        f"TensorFlow thread(s) (0: all cores), {options.get('precision', 'fp32')} arithmetic (the saved weights "
+        "and every score are float32)",
         "",
         "## Training",
         "Loss: binary cross-entropy; optimiser AdamW; "

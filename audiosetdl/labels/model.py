@@ -18,6 +18,8 @@ the clip's real frames only (padded frames get zero weight):
 
 Inputs are the released uint8 bytes, dequantized inside the network the YouTube-8M way
 (`vggish.postprocess.dequantize`), plus a (batch, frames) mask; any number of frames works.
+`build(..., compute_dtype="bfloat16")` is the network `train --precision bf16` trains: the
+per-frame layers in bfloat16, the dequantization, sigmoids, attention and output in float32.
 
 An ensemble may mix networks (each member has its own `ModelConfig`): members that pool
 differently make different errors, so their average gains more than seeds of one network do.
@@ -98,18 +100,22 @@ class _PoolsOverTime(layers.Layer):
 
 
 class AttentionPooling(_PoolsOverTime):
-    """Decision-level attention over the real frames: sum_t w_t * classifier_t, w = attention normalised."""
+    """Decision-level attention over the real frames: sum_t w_t * classifier_t, w = attention normalised.
+    The two projections run in the layer's compute dtype; the sigmoids, the clamp and the weighted
+    sum in float32 (under bfloat16, 1 - 1e-7 would round to 1 and probabilities would tie)."""
 
     def __init__(self, units: int, bias_initializer="zeros", activation="sigmoid", **kwargs):
         super().__init__(**kwargs)
-        self.classifier = layers.Dense(units, activation=activation, bias_initializer=bias_initializer)
-        self.attention = layers.Dense(units, activation="sigmoid")
+        self.classifier = layers.Dense(units, bias_initializer=bias_initializer, dtype=self.dtype_policy)
+        self.attention = layers.Dense(units, dtype=self.dtype_policy)
+        self.activation = keras.activations.get(activation)
 
     def call(self, hidden, frame_mask):
-        weights = ops.clip(self.attention(hidden), ATTENTION_EPSILON, 1.0 - ATTENTION_EPSILON)
-        weights = weights * ops.expand_dims(frame_mask, -1)
+        weights = ops.sigmoid(ops.cast(self.attention(hidden), "float32"))
+        weights = ops.clip(weights, ATTENTION_EPSILON, 1.0 - ATTENTION_EPSILON)
+        weights = weights * ops.expand_dims(ops.cast(frame_mask, "float32"), -1)
         weights = weights / ops.sum(weights, axis=1, keepdims=True)
-        return ops.sum(weights * self.classifier(hidden), axis=1)
+        return ops.sum(weights * self.activation(ops.cast(self.classifier(hidden), "float32")), axis=1)
 
 
 class MaskedMean(_PoolsOverTime):
@@ -124,12 +130,24 @@ def _output_bias(prior: float):
     return keras.initializers.Constant(float(np.log(prior / (1.0 - prior))))
 
 
-def build(config: ModelConfig, prior: float = 0.5) -> keras.Model:
+def build(config: ModelConfig, prior: float = 0.5, compute_dtype: str = "float32") -> keras.Model:
     """The network: inputs `frames` (batch, T, 128), the bytes as float32 (so that mixup can blend
-    them), and `mask` (batch, T); output (batch, classes) probabilities, starting near `prior`."""
+    them), and `mask` (batch, T); output (batch, classes) float32 probabilities, starting near
+    `prior`. `compute_dtype` "bfloat16" builds it under Keras's mixed_bfloat16 policy (float32
+    weights, bfloat16 arithmetic) for faster training; the same weights load into a float32 build."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16" if compute_dtype == "bfloat16" else compute_dtype)
+    try:
+        return _build(config, prior)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _build(config: ModelConfig, prior: float) -> keras.Model:
     frames = keras.Input((None, EMBEDDING_SIZE), dtype="float32", name="frames")  # byte values 0..255
     frame_mask = keras.Input((None,), dtype="float32", name="mask")
-    x = layers.BatchNormalization(name="input_bn")(Dequantize(name="dequantize")(frames))
+    dequantized = Dequantize(name="dequantize", dtype="float32")(frames)  # bytes: exact in float32 whatever the policy
+    x = layers.BatchNormalization(name="input_bn", dtype="float32")(dequantized)
     hidden = []
     if config.pooling == "recurrent":  # the first layer sees its neighbours: a bidirectional GRU over real frames
         gru = layers.GRU(config.hidden_units // 2, return_sequences=True)
@@ -147,8 +165,9 @@ def build(config: ModelConfig, prior: float = 0.5) -> keras.Model:
     elif config.pooling == "multi":
         pooled = [AttentionPooling(config.num_classes, name=f"attention{len(hidden) - level}")(h, frame_mask)
                   for level, h in enumerate(hidden[-config.attention_levels:][::-1])]
+        joined = layers.Concatenate(dtype="float32")(pooled) if len(pooled) > 1 else pooled[0]
         output = layers.Dense(config.num_classes, activation="sigmoid", bias_initializer=_output_bias(prior),
-                              name="classifier")(layers.Concatenate()(pooled) if len(pooled) > 1 else pooled[0])
+                              dtype="float32", name="classifier")(joined)
     else:
         if config.pooling == "feature":
             pooled = AttentionPooling(config.hidden_units, activation=None, name="feature_attention")(x, frame_mask)
@@ -157,7 +176,7 @@ def build(config: ModelConfig, prior: float = 0.5) -> keras.Model:
         else:
             pooled = MaskedMean(name="mean")(x, frame_mask)
         output = layers.Dense(config.num_classes, activation="sigmoid", bias_initializer=_output_bias(prior),
-                              name="classifier")(pooled)
+                              dtype="float32", name="classifier")(pooled)
     return keras.Model({"frames": frames, "mask": frame_mask}, output, name=f"audioset_{config.pooling}")
 
 

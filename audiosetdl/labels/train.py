@@ -3,11 +3,12 @@ directory (`model.py`), with its model card (`card.py`).
 
 Owns the training loop: every record loaded once into numpy (`data.py`), a seeded data order
 (class-balanced sampling as Kong et al. 2018, or seeded shuffles), mixup and label smoothing,
-AdamW with a cosine or constant learning rate, one XLA-compiled step, an ensemble of members
-(networks from `--pooling` in turn, consecutive seeds) whose scores are averaged, and the
-training clips' two neighbour memories (`neighbours.py`: of their mean frames, and of the first
-`feature` member's pooled hidden vectors) blended in. An optional
-seeded held-out slice of the training records gives figures for model selection; `--eval` data
+AdamW with a cosine or constant learning rate, one XLA-compiled step (with `--precision bf16`:
+bfloat16 through TensorFlow's own kernels, the trained weights then put in a float32 twin), an
+ensemble of members (networks from `--pooling` in turn, consecutive seeds) whose scores are
+averaged, and the training clips' two neighbour memories (`neighbours.py`: of their mean frames,
+and of the first `feature` member's pooled hidden vectors) blended in. An optional seeded
+held-out slice of the training records gives figures for model selection; `--eval` data
 is scored once, at the end.
 """
 
@@ -22,6 +23,7 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
+from audiosetdl import precision
 from audiosetdl.config import TrainOptions
 from audiosetdl.labels import DataError, card, data, metrics
 from audiosetdl.labels.model import (Classifier, ModelConfig, as_batch, build, first_feature_member, learned_vectors,
@@ -148,13 +150,13 @@ def _memory_params(k: int, temperature: float, weight: float) -> NeighbourParams
         raise DataError(f"train options: {exc}") from None
 
 
-def _train_step(model, optimizer, label_smoothing: float):
+def _train_step(model, optimizer, label_smoothing: float, jit_compile: bool):
     import keras
     import tensorflow as tf
 
     loss_fn = keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
 
-    @tf.function(jit_compile=True, reduce_retracing=True)
+    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
     def step(frames, mask, targets):
         with tf.GradientTape() as tape:
             loss = loss_fn(targets, model({"frames": frames, "mask": mask}, training=True))
@@ -184,19 +186,22 @@ def _drop_frames(mask: np.ndarray, rate: float, rng: np.random.Generator) -> np.
 
 def train_member(train_set: data.LabelledSet, options: TrainOptions, seed: int, config: ModelConfig,
                  monitor=None, bar=None):
-    """The network `config` trained from `seed`; `monitor(step, model)` is called every `log_every`
-    steps, and `bar` (a tqdm) advanced by one each step."""
+    """The network `config` trained from `seed`, as a float32 model whatever `options.precision`;
+    `monitor(step, model)` is called every `log_every` steps, and `bar` (a tqdm) advanced by one each step."""
     import keras
 
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
-    model = build(config, prior=float(np.clip(train_set.labels.mean(), 1e-4, 0.5)))
+    prior = float(np.clip(train_set.labels.mean(), 1e-4, 0.5))
+    mixed = options.precision == "bf16"
+    model = build(config, prior, compute_dtype="bfloat16" if mixed else "float32")
     schedule = options.learning_rate
     if options.lr_schedule == "cosine":
         schedule = keras.optimizers.schedules.CosineDecay(options.learning_rate, options.steps,
                                                           warmup_target=None, alpha=0.0)
     optimizer = keras.optimizers.AdamW(schedule, weight_decay=options.weight_decay, epsilon=1e-7)
-    step = _train_step(model, optimizer, options.label_smoothing)
+    # bfloat16 runs faster through TensorFlow's oneDNN kernels (AMX, AVX512-BF16) than through XLA's CPU code
+    step = _train_step(model, optimizer, options.label_smoothing, jit_compile=not mixed)
     sampler = BalancedSampler(train_set.labels, rng) if options.balanced else ShuffledSampler(len(train_set), rng)
     frames_all = train_set.frames
     mask_all = train_set.mask
@@ -215,7 +220,15 @@ def train_member(train_set: data.LabelledSet, options: TrainOptions, seed: int, 
                 bar.set_postfix_str(f"{config.pooling} loss {loss:.4f}", refresh=False)
         if monitor is not None and options.log_every and (index % options.log_every == 0 or index == options.steps):
             monitor(index, model, loss)
-    return model
+    return float32_twin(model, config) if mixed else model
+
+
+def float32_twin(model, config: ModelConfig):
+    """A float32 build of `config` holding `model`'s weights (a mixed-precision model keeps float32
+    weights, so they carry over exactly): what is scored and saved."""
+    twin = build(config)
+    twin.set_weights(model.get_weights())
+    return twin
 
 
 def score_set(classifier_or_models, dataset: data.LabelledSet) -> np.ndarray:
@@ -238,6 +251,7 @@ def train(sources: Sequence[str | Path], out: str | Path, options: TrainOptions,
     """Train on the records of `sources`, save the model directory `out`, return its figures;
     `progress` draws a bar over every member's steps."""
     configure_threads(options.threads)
+    precision.apply(options.precision)  # TensorFloat-32 on only for tf32
     data.tfrecord_files(list(sources) + list(eval_sources))  # a missing input fails before anything else
     index_path = find_class_index(options.class_index, sources)
     classes = ClassIndex.load(index_path)
