@@ -1,7 +1,7 @@
 """The classifier networks on VGGish frame embeddings (Keras 3), and the saved model directory.
 
 Networks (`ModelConfig.pooling`), all per-frame fully connected layers followed by pooling over
-the clip's real frames only (padded frames get zero weight):
+the clip's real frames only (padded frames get zero weight; the pooling layers are in `layers.py`):
 
 - `attention`: Kong et al. 2018 decision-level attention: BN over the 128 inputs; per frame
   `hidden_layers` x [dense `hidden_units` without bias, BN, ReLU, dropout]; then a per-class
@@ -45,11 +45,11 @@ import numpy as np
 from audiosetdl.config import POOLINGS
 from audiosetdl.labels import ModelDirError
 from audiosetdl.labels.data import pad_frames
+from audiosetdl.labels.layers import AttentionPooling, Dequantize, MaskedMean
 from audiosetdl.labels.neighbours import LEARNED_NEIGHBOURS_FILENAME, NeighbourMemory, NeighbourParams
 from audiosetdl.metadata.ontology import LABELS_FILENAME, ClassIndex
 from audiosetdl.tfenv import import_tensorflow
 from audiosetdl.vggish.params import EMBEDDING_SIZE
-from audiosetdl.vggish.postprocess import dequantize
 
 import_tensorflow()  # quietly: Keras's TensorFlow backend would otherwise load it with its C++ log lines
 import keras  # noqa: E402
@@ -58,7 +58,6 @@ from keras import layers, ops  # noqa: E402
 CONFIG_FILENAME = "config.json"
 CARD_FILENAME = "README.md"
 MEMBER_PATTERN = "member-{:02d}.weights.h5"
-ATTENTION_EPSILON = 1e-7  # Kong's clamp of the attention weights
 SCORE_BATCH = 1024  # clips per forward pass when scoring
 
 
@@ -76,52 +75,6 @@ class ModelConfig:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         if self.pooling == "multi" and not 1 <= self.attention_levels <= self.hidden_layers:
             raise ValueError(f"attention_levels must be 1..{self.hidden_layers}, got {self.attention_levels}")
-
-
-class Dequantize(layers.Layer):
-    """AudioSet byte values -> float32, exactly `vggish.postprocess.dequantize` (an affine map)."""
-
-    def call(self, frames):
-        bias = float(dequantize(np.uint8(0)))
-        scale = float(dequantize(np.uint8(1))) - bias
-        return ops.cast(frames, "float32") * scale + bias
-
-
-class _PoolsOverTime(layers.Layer):
-    """A layer that pools over time with the explicit frame mask: a Keras mask arriving from a GRU
-    (`recurrent`) is used up here, not passed on (and not warned about)."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.supports_masking = True
-
-    def compute_mask(self, inputs, mask=None):
-        return None
-
-
-class AttentionPooling(_PoolsOverTime):
-    """Decision-level attention over the real frames: sum_t w_t * classifier_t, w = attention normalised.
-    The two projections run in the layer's compute dtype; the sigmoids, the clamp and the weighted
-    sum in float32 (under bfloat16, 1 - 1e-7 would round to 1 and probabilities would tie)."""
-
-    def __init__(self, units: int, bias_initializer="zeros", activation="sigmoid", **kwargs):
-        super().__init__(**kwargs)
-        self.classifier = layers.Dense(units, bias_initializer=bias_initializer, dtype=self.dtype_policy)
-        self.attention = layers.Dense(units, dtype=self.dtype_policy)
-        self.activation = keras.activations.get(activation)
-
-    def call(self, hidden, frame_mask):
-        weights = ops.sigmoid(ops.cast(self.attention(hidden), "float32"))
-        weights = ops.clip(weights, ATTENTION_EPSILON, 1.0 - ATTENTION_EPSILON)
-        weights = weights * ops.expand_dims(ops.cast(frame_mask, "float32"), -1)
-        weights = weights / ops.sum(weights, axis=1, keepdims=True)
-        return ops.sum(weights * self.activation(ops.cast(self.classifier(hidden), "float32")), axis=1)
-
-
-class MaskedMean(_PoolsOverTime):
-    def call(self, hidden, frame_mask):
-        mask = ops.expand_dims(frame_mask, -1)
-        return ops.sum(hidden * mask, axis=1) / ops.sum(mask, axis=1)
 
 
 def _output_bias(prior: float):
