@@ -12,6 +12,7 @@ import platform
 
 from audiosetdl.labels.model import first_feature_member
 from audiosetdl.metadata.ontology import ClassIndex
+from audiosetdl.precision import DEFAULT_PRECISION
 
 POOLING_TEXT = {
     "attention": "decision-level attention (Kong et al. 2018)",
@@ -84,7 +85,7 @@ def render(info: dict, configs, classes: ClassIndex) -> str:
         *_figures("evaluation set" + (f" ({', '.join(info['evaluation']['sources'])})" if info.get("evaluation")
                                       else ""), info.get("evaluation")),
         f"- Training time: {training['seconds']:.0f} s on {platform.machine()} with {options['threads']} "
-        f"TensorFlow thread(s) (0: all cores), {options.get('precision', 'fp32')} arithmetic (the saved weights "
+        f"TensorFlow thread(s) (0: all cores), {options.get('precision', DEFAULT_PRECISION)} arithmetic (the saved weights "
         "and every score are float32)",
         "",
         "## Training",
