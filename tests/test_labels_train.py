@@ -106,8 +106,8 @@ def test_bf16_training_learns_and_saves_a_float32_model(synth_dataset, tmp_path)
     from audiosetdl.labels.train import train
 
     assert TrainOptions().precision == "fp32"
-    options = dataclasses.replace(TrainOptions(), **{**SYNTH_OPTIONS, "pooling": ("feature", "attention"), "ensemble": 2,
-                                                     "precision": "bf16"})
+    options = dataclasses.replace(TrainOptions(), **{**SYNTH_OPTIONS, "pooling": ("feature", "attention"),
+                                                     "ensemble": 2, "precision": "bf16"})
     result = train([synth_dataset["train"]], tmp_path / "m", options, eval_sources=[synth_dataset["eval"]])
     assert result.evaluation.mean_ap > 0.9 and result.evaluation.mean_auc > 0.95
     assert keras.config.dtype_policy().name == "float32"  # the mixed policy does not outlive the build

@@ -85,8 +85,8 @@ def render(info: dict, configs, classes: ClassIndex) -> str:
         *_figures("evaluation set" + (f" ({', '.join(info['evaluation']['sources'])})" if info.get("evaluation")
                                       else ""), info.get("evaluation")),
         f"- Training time: {training['seconds']:.0f} s on {platform.machine()} with {options['threads']} "
-        f"TensorFlow thread(s) (0: all cores), {options.get('precision', DEFAULT_PRECISION)} arithmetic (the saved weights "
-        "and every score are float32)",
+        f"TensorFlow thread(s) (0: all cores), {options.get('precision', DEFAULT_PRECISION)} arithmetic (the "
+        "saved weights and every score are float32)",
         "",
         "## Training",
         "Loss: binary cross-entropy; optimiser AdamW; "
